@@ -1,0 +1,1 @@
+"""Shared pytest configuration. Fixtures for each local service live in ``tests/support/``."""
