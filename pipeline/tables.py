@@ -76,7 +76,9 @@ COVERAGE = Table(
             "4 EDR in block mode, 5 passive audit.",
         ),
         Column("AvState", "string", "The pipeline's state name (active, passive, edr_block, ...)."),
-        Column("ModeSource", "string", "Where the mode came from: deviceavinfo, hunting, collector."),
+        Column(
+            "ModeSource", "string", "Where the mode came from: deviceavinfo, hunting, collector."
+        ),
         Column("ModeReason", "string", "Why the pipeline decided that state."),
         Column("AvPlatformVersion", "string", "Defender AV platform (AMProductVersion)."),
         Column("AvEngineVersion", "string", "Defender AV engine (AMEngineVersion)."),

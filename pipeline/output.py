@@ -1,0 +1,195 @@
+"""Render evaluations: the JSON document machines read and the table people read.
+
+The JSON is written as a stream, one device at a time, so a fleet of hundreds of thousands of
+devices never sits in memory as one document. Capability verdicts are shared between devices
+with the same facts (see ``evaluate``), so their encoded form is cached by identity.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pipeline.model import DeviceCoverage, RejectedRecord, Status, Verdict
+
+
+def verdict_json(verdict: Verdict) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "status": verdict.status.value,
+        "reason": verdict.reason,
+        "source": verdict.source,
+    }
+    if verdict.scope:
+        out["scope"] = verdict.scope
+    if verdict.not_enforced_in:
+        out["not_enforced_in"] = verdict.not_enforced_in
+    if verdict.basis != "documented":
+        out["basis"] = verdict.basis
+    if verdict.also:
+        out["also"] = list(verdict.also)
+    return out
+
+
+def coverage_json(coverage: DeviceCoverage) -> dict[str, Any]:
+    document = coverage_json_without_capabilities(coverage)
+    document["capabilities"] = {k: verdict_json(v) for k, v in coverage.capabilities.items()}
+    return document
+
+
+def rejected_json(record: RejectedRecord) -> dict[str, Any]:
+    return {
+        "source": record.source,
+        "record_id": record.record_id,
+        "field": record.field,
+        "reason": record.reason,
+    }
+
+
+@dataclass
+class Summary:
+    """Counts gathered while devices stream past."""
+
+    matrix_version: str
+    devices: int = 0
+    devices_with_gaps: int = 0
+    by_mode: Counter[str] = field(default_factory=Counter)
+    by_platform: Counter[str] = field(default_factory=Counter)
+    by_mode_source: Counter[str] = field(default_factory=Counter)
+    mode_by_platform: Counter[tuple[str, str]] = field(default_factory=Counter)
+    gaps: Counter[str] = field(default_factory=Counter)
+    unknown: Counter[str] = field(default_factory=Counter)
+    findings: Counter[str] = field(default_factory=Counter)
+    fixes: dict[str, str] = field(default_factory=dict)
+    rejected: int = 0
+
+    def add(self, coverage: DeviceCoverage) -> None:
+        facts = coverage.facts
+        platform = facts.platform.value if facts.platform else "unknown"
+        self.devices += 1
+        self.by_mode[facts.state.value] += 1
+        self.by_platform[platform] += 1
+        self.by_mode_source[facts.mode_source.value] += 1
+        self.mode_by_platform[(facts.state.value, platform)] += 1
+        if coverage.gaps:
+            self.devices_with_gaps += 1
+            self.gaps.update(coverage.gaps)
+        for cap_id, verdict in coverage.capabilities.items():
+            if verdict.status is Status.UNKNOWN:
+                self.unknown[cap_id] += 1
+        for finding in coverage.findings:
+            self.findings[finding.code] += 1
+            self.fixes.setdefault(finding.code, finding.fix)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "matrix_version": self.matrix_version,
+            "devices": self.devices,
+            "rejected": self.rejected,
+            "devices_with_gaps": self.devices_with_gaps,
+            "by_mode": dict(self.by_mode.most_common()),
+            "by_platform": dict(self.by_platform.most_common()),
+            "by_mode_source": dict(self.by_mode_source.most_common()),
+            "gaps_by_capability": dict(self.gaps.most_common()),
+            "unknown_by_capability": dict(self.unknown.most_common()),
+            "findings_by_code": dict(self.findings.most_common()),
+        }
+
+
+def write_json(
+    out: TextIO,
+    coverages: Iterable[DeviceCoverage],
+    rejected: list[RejectedRecord],
+    summary: Summary,
+) -> None:
+    """Stream ``{"devices": [...], "rejected": [...], "summary": {...}}`` to ``out``."""
+    encoded_capabilities: dict[int, str] = {}
+    out.write('{"devices": [')
+    for index, coverage in enumerate(coverages):
+        summary.add(coverage)
+        key = id(coverage.capabilities)
+        capabilities = encoded_capabilities.get(key)
+        if capabilities is None:
+            capabilities = json.dumps(
+                {k: verdict_json(v) for k, v in coverage.capabilities.items()}
+            )
+            encoded_capabilities[key] = capabilities
+        document = coverage_json_without_capabilities(coverage)
+        text = json.dumps(document)
+        # Splice the cached capabilities in place of the placeholder the document carries.
+        text = text.replace('"capabilities": null', f'"capabilities": {capabilities}', 1)
+        out.write(("\n" if index == 0 else ",\n") + text)
+    summary.rejected = len(rejected)
+    out.write('\n], "rejected": ')
+    out.write(json.dumps([rejected_json(r) for r in rejected]))
+    out.write(', "summary": ')
+    out.write(json.dumps(summary.to_json()))
+    out.write("}\n")
+
+
+def coverage_json_without_capabilities(coverage: DeviceCoverage) -> dict[str, Any]:
+    facts = coverage.facts
+    return {
+        "device_id": facts.device_id,
+        "device_name": facts.device_name,
+        "platform": facts.platform.value if facts.platform else None,
+        "mode": facts.state.value,
+        "av_mode_code": facts.av_mode_code,
+        "mode_source": facts.mode_source.value,
+        "mode_reason": facts.mode_reason,
+        "capabilities": None,
+        "findings": [
+            {"code": f.code, "message": f.message, "fix": f.fix} for f in coverage.findings
+        ],
+        "gaps": list(coverage.gaps),
+    }
+
+
+def write_table(out: TextIO, summary: Summary, rejected: list[RejectedRecord]) -> None:
+    """A short report for people: modes by platform, gaps, top findings, rejections."""
+    total = summary.devices
+    out.write(
+        f"Devices evaluated: {total}   rejected records: {len(rejected)}   "
+        f"matrix {summary.matrix_version}\n\n"
+    )
+
+    platforms = [p for p, _ in summary.by_platform.most_common()]
+    if platforms:
+        widths = [max(8, len(p) + 2) for p in platforms]
+        out.write("Defender AV mode".ljust(28))
+        out.write("".join(p.rjust(w) for p, w in zip(platforms, widths, strict=True)))
+        out.write("total".rjust(9) + "\n")
+        for mode, count in summary.by_mode.most_common():
+            cells = "".join(
+                str(summary.mode_by_platform.get((mode, p), 0)).rjust(w)
+                for p, w in zip(platforms, widths, strict=True)
+            )
+            out.write(mode.ljust(28) + cells + str(count).rjust(9) + "\n")
+        out.write("\n")
+
+    out.write(
+        f"Devices where a configured protection does not enforce: {summary.devices_with_gaps}"
+        f" of {total}\n"
+    )
+    for cap_id, count in summary.gaps.most_common():
+        share = 100 * count / total if total else 0
+        out.write(f"  {cap_id:<28} {count:>8}  {share:5.1f}%\n")
+    if summary.unknown:
+        out.write("\nUnknown verdicts (documentation conflicts or facts this source lacks):\n")
+        for cap_id, count in summary.unknown.most_common(8):
+            out.write(f"  {cap_id:<28} {count:>8}\n")
+
+    if summary.findings:
+        out.write("\nTop findings:\n")
+        for code, count in summary.findings.most_common(8):
+            out.write(f"  {code:<38} {count:>8}\n      fix: {summary.fixes[code]}\n")
+
+    if rejected:
+        out.write("\nRejected records:\n")
+        for record in rejected[:20]:
+            where = f" field {record.field}" if record.field else ""
+            out.write(f"  {record.source}{where}: {record.reason}\n")
+        if len(rejected) > 20:
+            out.write(f"  ... and {len(rejected) - 20} more (see --format json)\n")
