@@ -148,7 +148,10 @@ class Evaluator:
 
     matrix: Matrix
     tenant: TenantSettings
-    _cache: dict[tuple[object, ...], dict[str, Verdict]] = field(default_factory=dict)
+    _cache: dict[tuple[object, ...], tuple[dict[str, Verdict], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
+    _findings: dict[tuple[object, ...], tuple[Finding, ...]] = field(default_factory=dict)
     _configured: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -159,23 +162,28 @@ class Evaluator:
 
     def evaluate(self, facts: DeviceFacts) -> DeviceCoverage:
         key = _memo_key(facts)
-        capabilities = self._cache.get(key)
-        if capabilities is None:
+        cached = self._cache.get(key)
+        if cached is None:
             capabilities = {
                 cap_id: self._verdict(cap_id, facts) for cap_id in self.matrix.capabilities
             }
-            self._cache[key] = capabilities
+            gaps = tuple(
+                cap_id
+                for cap_id, verdict in capabilities.items()
+                if cap_id in self._configured and is_gap(verdict)
+            )
+            cached = self._cache[key] = (capabilities, gaps)
 
-        gaps = tuple(
-            cap_id
-            for cap_id, verdict in capabilities.items()
-            if cap_id in self._configured and is_gap(verdict)
-        )
+        findings_key = _findings_key(facts)
+        findings = self._findings.get(findings_key)
+        if findings is None:
+            findings = self._findings[findings_key] = tuple(findings_for(facts, self.tenant))
+
         return DeviceCoverage(
             facts=facts,
-            capabilities=capabilities,
-            findings=tuple(findings_for(facts, self.tenant)),
-            gaps=gaps,
+            capabilities=cached[0],
+            findings=findings,
+            gaps=cached[1],
             matrix_version=self.matrix.version,
         )
 
@@ -315,6 +323,27 @@ def _memo_key(f: DeviceFacts) -> tuple[object, ...]:
         f.allow_np_down_level,
         version_at_least(f.platform_version, NETWORK_INDICATORS_MIN_PLATFORM),
         version_at_least(f.platform_version, FILE_INDICATORS_MIN_PLATFORM),
+    )
+
+
+def _findings_key(f: DeviceFacts) -> tuple[object, ...]:
+    # Every fact ``findings_for`` reads; the findings' text depends on nothing else.
+    return (
+        f.state,
+        f.platform,
+        f.mode_source,
+        f.platform_version,
+        f.engine_version,
+        f.network_protection,
+        f.cloud_protection,
+        f.real_time_protection_reported,
+        f.allow_np_on_server,
+        f.allow_np_down_level,
+        f.force_passive_registry,
+        f.misspelled_force_passive,
+        f.wsc_service_state,
+        f.third_party_av,
+        f.problems,
     )
 
 

@@ -66,7 +66,7 @@ class NetworkProtection(StrEnum):
 License = Literal["P1", "P2"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceFacts:
     """Everything the evaluator may use about one device. ``None`` means "not known"."""
 
@@ -136,7 +136,7 @@ class Finding:
     fix: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceCoverage:
     """The evaluator's answer for one device."""
 

@@ -13,6 +13,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -179,6 +180,7 @@ def parse_version(value: Any) -> tuple[int, ...] | None:
     return tuple(int(part) for part in value.strip().split("."))
 
 
+@functools.lru_cache(maxsize=8192)
 def version_at_least(value: str | None, minimum: str) -> bool | None:
     """Whether a version reaches ``minimum``; None when the version is unknown or unreadable."""
     have = parse_version(value)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
-from pipeline.model import DeviceCoverage, RejectedRecord, Status, Verdict
+from pipeline.model import DeviceCoverage, Finding, RejectedRecord, Status, Verdict
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
 
 def coverage_json(coverage: DeviceCoverage) -> dict[str, Any]:
     document = coverage_json_without_capabilities(coverage)
-    document["capabilities"] = {k: verdict_json(v) for k, v in coverage.capabilities.items()}
+    document["capabilities"] = _verdicts_json(coverage.capabilities)
     return document
 
 
@@ -64,6 +65,8 @@ class Summary:
     findings: Counter[str] = field(default_factory=Counter)
     fixes: dict[str, str] = field(default_factory=dict)
     rejected: int = 0
+    # Verdict maps are shared between devices (see evaluate), so their unknowns are counted once.
+    _unknown_by_verdicts: dict[int, list[str]] = field(default_factory=dict, repr=False)
 
     def add(self, coverage: DeviceCoverage) -> None:
         facts = coverage.facts
@@ -76,9 +79,11 @@ class Summary:
         if coverage.gaps:
             self.devices_with_gaps += 1
             self.gaps.update(coverage.gaps)
-        for cap_id, verdict in coverage.capabilities.items():
-            if verdict.status is Status.UNKNOWN:
-                self.unknown[cap_id] += 1
+        unknown = self._unknown_by_verdicts.get(id(coverage.capabilities))
+        if unknown is None:
+            unknown = [c for c, v in coverage.capabilities.items() if v.status is Status.UNKNOWN]
+            self._unknown_by_verdicts[id(coverage.capabilities)] = unknown
+        self.unknown.update(unknown)
         for finding in coverage.findings:
             self.findings[finding.code] += 1
             self.fixes.setdefault(finding.code, finding.fix)
@@ -104,29 +109,70 @@ def write_json(
     rejected: list[RejectedRecord],
     summary: Summary,
 ) -> None:
-    """Stream ``{"devices": [...], "rejected": [...], "summary": {...}}`` to ``out``."""
-    encoded_capabilities: dict[int, str] = {}
+    """Stream ``{"devices": [...], "rejected": [...], "summary": {...}}`` to ``out``.
+
+    Devices with the same facts share their verdicts, findings and gaps (see ``evaluate``), so
+    those parts are encoded once and reused by identity; only names and ids are encoded per
+    device. The result is the same JSON ``coverage_json`` describes.
+    """
+    encoded: dict[int, str] = {}
+
+    def once(part: Any, encode: Callable[[Any], object]) -> str:
+        text = encoded.get(id(part))
+        if text is None:
+            text = encoded[id(part)] = json.dumps(encode(part))
+        return text
+
     out.write('{"devices": [')
     for index, coverage in enumerate(coverages):
         summary.add(coverage)
-        key = id(coverage.capabilities)
-        capabilities = encoded_capabilities.get(key)
-        if capabilities is None:
-            capabilities = json.dumps(
-                {k: verdict_json(v) for k, v in coverage.capabilities.items()}
-            )
-            encoded_capabilities[key] = capabilities
-        document = coverage_json_without_capabilities(coverage)
-        text = json.dumps(document)
-        # Splice the cached capabilities in place of the placeholder the document carries.
-        text = text.replace('"capabilities": null', f'"capabilities": {capabilities}', 1)
-        out.write(("\n" if index == 0 else ",\n") + text)
+        facts = coverage.facts
+        out.write(
+            ("\n" if index == 0 else ",\n")
+            + '{"device_id": '
+            + _string(facts.device_id)
+            + ', "device_name": '
+            + _string(facts.device_name)
+            + ', "platform": '
+            + _string(facts.platform.value if facts.platform else None)
+            + ', "mode": "'
+            + facts.state.value
+            + '", "av_mode_code": '
+            + _string(facts.av_mode_code)
+            + ', "mode_source": "'
+            + facts.mode_source.value
+            + '", "mode_reason": '
+            + _string(facts.mode_reason)
+            + ', "capabilities": '
+            + once(coverage.capabilities, _verdicts_json)
+            + ', "findings": '
+            + once(coverage.findings, _findings_json)
+            + ', "gaps": '
+            + once(coverage.gaps, list)
+            + "}"
+        )
     summary.rejected = len(rejected)
     out.write('\n], "rejected": ')
     out.write(json.dumps([rejected_json(r) for r in rejected]))
     out.write(', "summary": ')
     out.write(json.dumps(summary.to_json()))
     out.write("}\n")
+
+
+def _string(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _verdicts_json(capabilities: dict[str, Verdict]) -> dict[str, Any]:
+    return {k: verdict_json(v) for k, v in capabilities.items()}
+
+
+def _findings_json(findings: tuple[Finding, ...]) -> list[dict[str, str]]:
+    return [_finding_json(f) for f in findings]
+
+
+def _finding_json(finding: Finding) -> dict[str, str]:
+    return {"code": finding.code, "message": finding.message, "fix": finding.fix}
 
 
 def coverage_json_without_capabilities(coverage: DeviceCoverage) -> dict[str, Any]:
@@ -140,9 +186,7 @@ def coverage_json_without_capabilities(coverage: DeviceCoverage) -> dict[str, An
         "mode_source": facts.mode_source.value,
         "mode_reason": facts.mode_reason,
         "capabilities": None,
-        "findings": [
-            {"code": f.code, "message": f.message, "fix": f.fix} for f in coverage.findings
-        ],
+        "findings": [_finding_json(f) for f in coverage.findings],
         "gaps": list(coverage.gaps),
     }
 
