@@ -1,0 +1,148 @@
+"""Hostile indicator values never add a line, directive, comment or quote to any format.
+
+Every line of every rendered file must match its format's grammar, written here independently of
+the renderers, and the data lines must be exactly the entries the renderer says it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+
+from pipeline.act.blocklist import (
+    FORMATS,
+    LIST_NAMES,
+    Blocklists,
+    Rendered,
+    build_blocklists,
+    render,
+)
+from pipeline.indicators import parse_indicators
+from tests.support.daemons import hostile_batches
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+NAME = rf"{LABEL}(?:\.{LABEL})+"
+ADDRESS = r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f:]*:[0-9a-f:.]*)(?:/[0-9]{1,3})?"
+IPV4 = r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"
+URL_TAIL = r"/[A-Za-z0-9\-._~/!,=:@&+%?]*"
+HEADER = (
+    r"[#;] (?:block|warn|allow) list from Microsoft Defender for Endpoint indicators"
+    r" \([a-z-]+\); generated, do not edit"
+)
+
+# For each format: the pattern a data line matches, and the patterns of its fixed lines.
+GRAMMARS: dict[str, tuple[str, list[str]]] = {
+    "squid-domains": (rf"\.?{NAME}", [HEADER]),
+    "squid-ips": (ADDRESS, [HEADER]),
+    "unbound": (
+        rf'    local-zone: "{NAME}\." (?:always_nxdomain|always_transparent)',
+        [HEADER, "server:"],
+    ),
+    "rpz": (
+        rf"(?:\*\.)?{NAME} CNAME (?:\.|rpz-passthru\.)",
+        [
+            HEADER,
+            r"\$TTL [0-9]+",
+            r"@ IN SOA localhost\. hostmaster\.localhost\. [0-9]+ 3600 600 86400 [0-9]+",
+            r"@ IN NS localhost\.",
+        ],
+    ),
+    "dnsmasq": (rf"server=/{NAME}/#?", [HEADER]),
+    "hosts": (rf"0\.0\.0\.0 {NAME}", [HEADER]),
+    "edl-urls": (rf"(?:\*\.)?{NAME}/|(?:{NAME}|{IPV4}){URL_TAIL}", []),
+    "edl-ips": (ADDRESS, []),
+}
+
+
+def lists_from(records: list[object]) -> Blocklists:
+    parsed = parse_indicators(records)
+    return build_blocklists(parsed.indicators, NOW, parsed.rejected)
+
+
+def assert_plain_lines(rendered: Rendered) -> None:
+    content = rendered.content
+    assert content.isascii()
+    assert all(char == "\n" or char.isprintable() for char in content)
+    assert content == "" or content.endswith("\n")
+
+
+def assert_line_grammar(rendered: Rendered) -> None:
+    data, fixed = GRAMMARS[rendered.format]
+    data_lines: list[str] = []
+
+    for line in rendered.content.splitlines():
+        if any(re.fullmatch(pattern, line) for pattern in fixed):
+            continue
+        assert re.fullmatch(data, line), (rendered.format, line)
+        data_lines.append(line)
+
+    written = [f"    {e}" if rendered.format == "unbound" else e for e in rendered.entries]
+    assert sorted(data_lines) == sorted(written)
+
+
+def assert_windows_script(rendered: Rendered, empty: Rendered) -> None:
+    lines = rendered.content.splitlines()
+    addresses = [line for line in lines if re.fullmatch(rf"    '{ADDRESS}'", line)]
+
+    # Everything but the address lines is the fixed script, identical to an empty list's.
+    assert [line for line in lines if line not in addresses] == empty.content.splitlines()
+    assert [line.strip()[1:-1] for line in addresses] == list(rendered.entries)
+
+
+def assert_azure_document(rendered: Rendered) -> None:
+    document = json.loads(rendered.content)
+    assert set(document) == {"properties"}
+    written: list[str] = []
+
+    for collection in document["properties"]["ruleCollections"]:
+        for rule in collection["rules"]:
+            for name in rule.get("targetFqdns", []):
+                assert re.fullmatch(rf"(?:\*\.)?{NAME}", name), name
+                written.append(name)
+            for address in rule.get("destinationAddresses", []):
+                assert re.fullmatch(IPV4 + r"(?:/[0-9]{1,2})?", address), address
+                written.append(address)
+    assert sorted(written) == sorted(rendered.entries)
+
+
+@settings(max_examples=120, deadline=None)
+@given(records=hostile_batches())
+def test_every_format_stays_within_its_grammar_for_hostile_input(records: list[object]) -> None:
+    lists = lists_from(records)
+    empty = lists_from([])
+
+    for list_name in LIST_NAMES:
+        for fmt in FORMATS:
+            rendered = render(lists, fmt, list_name)
+            assert_plain_lines(rendered)
+            if fmt == "windows-firewall":
+                assert_windows_script(rendered, render(empty, fmt, list_name))
+            elif fmt == "azure-firewall":
+                assert_azure_document(rendered)
+            else:
+                assert_line_grammar(rendered)
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=hostile_batches())
+def test_squid_domain_lines_never_overlap(records: list[object]) -> None:
+    # Squid refuses a list where one line covers another (a.example beside .a.example).
+    lines = render(lists_from(records), "squid-domains").entries
+    subtrees = {line for line in lines if line.startswith(".")}
+
+    for line in lines:
+        name = line.lstrip(".")
+        parents = {"." + name[i + 1 :] for i, char in enumerate(name) if char == "."}
+        assert not (parents & subtrees), line
+        assert line.startswith(".") or "." + name not in subtrees, line
+
+
+def test_the_grammars_cover_every_line_format() -> None:
+    handled = {*GRAMMARS, "windows-firewall", "azure-firewall"}
+
+    assert handled == set(FORMATS)
