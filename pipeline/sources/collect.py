@@ -1,0 +1,161 @@
+"""One collection: every source read into one ``mde-snapshot/1`` file.
+
+Sources are read in the snapshot's order. A source that fails is recorded in ``errors`` with the
+endpoint, status and Microsoft's code, and the run goes on with the next one; records already
+read from a failing source stay in the snapshot. Both the CLI and the pipeline cycle call
+:func:`collect_snapshot`; neither knows or cares whether the tenant is the lab.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.sources.collector_doc import read_collector_documents
+from pipeline.sources.errors import SourceError
+from pipeline.sources.graph import GraphClient
+from pipeline.sources.hunting import MAX_HUNTING_ROWS, TVM_INFO_GATHERING_QUERY
+from pipeline.sources.mde import MdeClient
+from pipeline.sources.snapshot import SECTIONS, SectionWriter, SnapshotWriter
+
+log = logging.getLogger(__name__)
+
+# (source name, records read so far); called after each page and at the end of each source.
+ProgressCallback = Callable[[str, int], None]
+
+
+@dataclass
+class CollectionResult:
+    path: Path
+    counts: dict[str, int]
+    errors: list[dict[str, Any]]
+    calls: dict[str, int] = field(default_factory=dict)  # API requests sent, per endpoint budget
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+
+def collect_snapshot(
+    out: Path,
+    mde: MdeClient,
+    graph: GraphClient,
+    *,
+    collector_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+    now: datetime | None = None,
+) -> CollectionResult:
+    """Read every source into ``out``; never raises for a source that fails, only records it."""
+    collected_at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    endpoints = {"mde": mde.api.base_url, "graph": graph.api.base_url}
+    report = progress or (lambda _source, _count: None)
+
+    with SnapshotWriter(out, collected_at=collected_at, endpoints=endpoints) as snapshot:
+        for source, endpoint, read in (
+            ("deviceavinfo", "GET /api/deviceavinfo", mde.deviceavinfo),
+            ("machines", "GET /api/machines", mde.machines),
+        ):
+            with snapshot.section(source) as section:
+                records = read(_progress_of(source, report))
+                _copy_records(snapshot, section, source, endpoint, records)
+
+        with snapshot.section("tvmInfoGathering") as section:
+            _collect_hunting(snapshot, section, graph)
+        report("tvmInfoGathering", snapshot.counts["tvmInfoGathering"])
+
+        with snapshot.section("indicators") as section:
+            records = mde.indicators(_progress_of("indicators", report))
+            _copy_records(snapshot, section, "indicators", "GET /api/indicators", records)
+
+        with snapshot.section("collectorDocuments") as section:
+            if collector_dir is not None:
+                _collect_documents(snapshot, section, collector_dir)
+        report("collectorDocuments", snapshot.counts["collectorDocuments"])
+
+    calls = dict(mde.api.calls + graph.api.calls)
+    log.info("collected %s into %s with %d API calls", snapshot.counts, out, sum(calls.values()))
+    return CollectionResult(Path(out), dict(snapshot.counts), list(snapshot.errors), calls)
+
+
+def _progress_of(source: str, report: ProgressCallback) -> Callable[[int], None]:
+    def page_done(count: int) -> None:
+        report(source, count)
+
+    return page_done
+
+
+def _copy_records(
+    snapshot: SnapshotWriter,
+    section: SectionWriter,
+    source: str,
+    endpoint: str,
+    records: Iterable[Any],
+) -> None:
+    position = -1
+    try:
+        for position, record in enumerate(records):
+            if not isinstance(record, dict):
+                snapshot.add_error(
+                    source,
+                    endpoint,
+                    f"record {position} is a JSON {type(record).__name__}, not an object; skipped",
+                    status=200,
+                    code="InvalidRecord",
+                )
+                continue
+            section.write(record)
+    except SourceError as exc:
+        log.warning("%s failed after %d records: %s", source, position + 1, exc)
+        snapshot.add_error(source, exc.endpoint, exc.message, status=exc.status, code=exc.code)
+
+
+def _collect_hunting(snapshot: SnapshotWriter, section: SectionWriter, graph: GraphClient) -> None:
+    endpoint = "POST /security/runHuntingQuery"
+    try:
+        result = graph.run_hunting_query(TVM_INFO_GATHERING_QUERY)
+    except SourceError as exc:
+        log.warning("tvmInfoGathering failed: %s", exc)
+        snapshot.add_error(
+            "tvmInfoGathering", exc.endpoint, exc.message, status=exc.status, code=exc.code
+        )
+        return
+    for row in result.rows:
+        section.write(row)
+    if result.possibly_truncated:
+        # Hunting answers stop at 100,000 rows; devices beyond that are missing, not healthy.
+        snapshot.add_error(
+            "tvmInfoGathering",
+            endpoint,
+            f"{len(result.rows)} rows is the documented maximum ({MAX_HUNTING_ROWS}); "
+            "the answer may be cut short",
+            status=200,
+            code="ResultMayBeTruncated",
+        )
+
+
+def _collect_documents(snapshot: SnapshotWriter, section: SectionWriter, directory: Path) -> None:
+    if not Path(directory).is_dir():
+        snapshot.add_error(
+            "collectorDocuments",
+            f"directory {directory}",
+            "not a directory",
+            code="NotFound",
+        )
+        return
+    for name, document, problems in read_collector_documents(Path(directory)):
+        if problems:
+            snapshot.add_error(
+                "collectorDocuments",
+                f"file {name}",
+                "; ".join(problems[:10]),
+                code="InvalidDocument",
+            )
+            continue
+        section.write(document)
+
+
+__all__ = ["SECTIONS", "CollectionResult", "ProgressCallback", "collect_snapshot"]

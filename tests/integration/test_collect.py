@@ -1,0 +1,293 @@
+"""Collection from the lab tenant through the real clients: paging, faults, limits, tokens."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.sources.collect import CollectionResult, collect_snapshot
+from pipeline.sources.collector_doc import validate_collector_document
+from pipeline.sources.graph import GraphClient
+from pipeline.sources.mde import MdeClient
+from tests.support.lab import LabTenant, running_lab
+
+pytestmark = pytest.mark.integration
+
+DEVICES = 1_200
+
+
+@pytest.fixture
+def lab() -> Iterator[LabTenant]:
+    with running_lab(DEVICES) as tenant:
+        yield tenant
+
+
+def _collect(
+    lab: LabTenant, out: Path, collector_dir: Path | None = None, **options: Any
+) -> tuple[CollectionResult, dict[str, Any], MdeClient, GraphClient]:
+    mde, graph = lab.clients(**options)
+    try:
+        result = collect_snapshot(out, mde, graph, collector_dir=collector_dir)
+    finally:
+        mde.api.close()
+        graph.api.close()
+    return result, json.loads(out.read_text(encoding="utf-8")), mde, graph
+
+
+def _ids(records: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(record["id"] for record in records)
+
+
+def test_full_collection_pages_through_every_source(lab: LabTenant, tmp_path: Path) -> None:
+    result, snapshot, mde, _ = _collect(
+        lab, tmp_path / "s.json", deviceavinfo_page_size=100, list_page_size=500
+    )
+
+    machines = DEVICES + lab.server.fleet.discovered
+    assert snapshot["counts"] == {
+        "deviceavinfo": DEVICES,
+        "machines": machines,
+        "tvmInfoGathering": DEVICES,
+        "indicators": len(lab.server.indicators),
+        "collectorDocuments": 0,
+    }
+    assert snapshot["errors"] == []
+    assert not result.failed
+    assert max(_ids(snapshot["deviceavinfo"]).values()) == 1
+    assert max(_ids(snapshot["machines"]).values()) == 1
+    assert snapshot["deviceavinfo"][7] == lab.server.fleet.deviceavinfo_record(7)
+    # deviceavinfo pages by nextLink (12 pages); machines have none, so $skip: 3 pages of 500.
+    assert mde.api.calls["deviceavinfo"] == 12
+    assert mde.api.calls["machines"] == 3
+    assert snapshot["endpoints"] == {"mde": lab.server.mde_url, "graph": lab.server.graph_url}
+
+
+def test_client_budget_keeps_under_thirty_calls_a_minute(lab: LabTenant, tmp_path: Path) -> None:
+    _, snapshot, mde, _ = _collect(lab, tmp_path / "s.json", deviceavinfo_page_size=20)
+
+    statuses = Counter(r.status for r in lab.server.requests if r.endpoint == "deviceavinfo")
+    assert snapshot["counts"]["deviceavinfo"] == DEVICES
+    assert statuses == {200: 60}  # 60 pages, never a 429: the client waited instead
+    assert mde.api.budget("deviceavinfo").waited == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize(
+    ("fault", "options"),
+    [
+        ("throttle", {"retry_after": 42}),
+        ("error", {"status": 500}),
+        ("error", {"status": 503, "times": 2}),
+        ("truncate", {"fraction": 0.5}),
+        ("disconnect", {"fraction": 0.4}),
+        ("slow", {"delay": 1.0}),
+    ],
+)
+def test_transient_faults_are_retried_without_losing_or_duplicating_records(
+    lab: LabTenant, tmp_path: Path, fault: str, options: dict[str, Any]
+) -> None:
+    lab.fault(fault, "/api/deviceavinfo", skip=1, **options)
+
+    _result, snapshot, mde, _ = _collect(
+        lab, tmp_path / "s.json", deviceavinfo_page_size=400, timeout=0.4
+    )
+
+    assert snapshot["errors"] == []
+    assert snapshot["counts"]["deviceavinfo"] == DEVICES
+    assert list(_ids(snapshot["deviceavinfo"])) == [
+        lab.server.fleet.device(i).machine_id for i in range(DEVICES)
+    ]
+    assert mde.api.retries["deviceavinfo"] >= 1
+    if fault == "throttle":
+        assert 42.0 in lab.clock.sleeps
+
+
+def test_truncated_hunting_answer_is_fetched_again(lab: LabTenant, tmp_path: Path) -> None:
+    lab.fault("truncate", "/v1.0/security/runHuntingQuery")
+
+    _, snapshot, _, graph = _collect(lab, tmp_path / "s.json")
+
+    assert snapshot["counts"]["tvmInfoGathering"] == DEVICES
+    assert snapshot["errors"] == []
+    assert graph.api.calls["hunting"] == 2
+
+
+def test_repeating_next_link_stops_the_source_and_is_reported(
+    lab: LabTenant, tmp_path: Path
+) -> None:
+    lab.fault("repeat-next-link", "/api/deviceavinfo", skip=1)
+
+    result, snapshot, _, _ = _collect(lab, tmp_path / "s.json", deviceavinfo_page_size=300)
+
+    assert result.failed
+    [error] = snapshot["errors"]
+    assert error["source"] == "deviceavinfo"
+    assert error["code"] == "PagingLoopError"
+    assert error["endpoint"] == "GET /api/deviceavinfo"
+    assert snapshot["counts"]["deviceavinfo"] == 600  # two pages read, none twice
+    assert max(_ids(snapshot["deviceavinfo"]).values()) == 1
+    assert snapshot["counts"]["machines"] == DEVICES + lab.server.fleet.discovered
+
+
+def test_a_source_that_keeps_failing_is_reported_and_the_rest_is_collected(
+    lab: LabTenant, tmp_path: Path
+) -> None:
+    lab.fault("error", "/api/machines", times=100)
+
+    result, snapshot, _, _ = _collect(lab, tmp_path / "s.json")
+
+    assert result.failed
+    assert snapshot["errors"] == [
+        {
+            "source": "machines",
+            "endpoint": "GET /api/machines",
+            "status": 500,
+            "code": "InternalServerError",
+            "message": "Injected fault",
+        }
+    ]
+    assert snapshot["counts"]["machines"] == 0
+    assert snapshot["counts"]["deviceavinfo"] == DEVICES
+    assert snapshot["counts"]["indicators"] == len(lab.server.indicators)
+
+
+def test_throttling_that_outlasts_the_policy_is_reported(lab: LabTenant, tmp_path: Path) -> None:
+    lab.fault("throttle", "/api/indicators", times=100, retry_after=30)
+
+    _, snapshot, _, _ = _collect(lab, tmp_path / "s.json")
+
+    [error] = snapshot["errors"]
+    assert (error["source"], error["status"], error["code"]) == (
+        "indicators",
+        429,
+        "TooManyRequests",
+    )
+
+
+def test_expired_token_is_refreshed_mid_collection(tmp_path: Path) -> None:
+    with running_lab(DEVICES, token_lifetime=40) as lab:
+        lab.fault("expire-token", "/api/machines")
+
+        _, snapshot, mde, _ = _collect(lab, tmp_path / "s.json", deviceavinfo_page_size=20)
+
+        assert snapshot["errors"] == []
+        # Proactive refresh after the budget's 60-second wait, plus one after the 401.
+        assert mde.api._tokens.fetches == 3  # type: ignore[attr-defined]
+        assert [r.status for r in lab.server.requests if r.endpoint == "machines"] == [401, 200]
+
+
+def test_collector_documents_are_validated_and_bad_ones_reported(
+    lab: LabTenant, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    assert main(["lab", "write-collector-docs", str(docs), "--devices", str(DEVICES)]) == 0
+    (docs / "zz-bad.json").write_text('{"schema": "endpoint-av-state/1"}', encoding="utf-8")
+
+    _, snapshot, _, _ = _collect(lab, tmp_path / "s.json", collector_dir=docs)
+
+    good = len(list(docs.glob("*.json"))) - 1
+    assert snapshot["counts"]["collectorDocuments"] == good > 10
+    assert all(validate_collector_document(d) == [] for d in snapshot["collectorDocuments"])
+    [error] = snapshot["errors"]
+    assert error["endpoint"] == "file zz-bad.json"
+    assert error["code"] == "InvalidDocument"
+
+
+def test_remediation_calls_against_the_lab(lab: LabTenant) -> None:
+    mde, graph = lab.clients()
+    device = next(d for d in lab.server.fleet.devices() if d.aad_device_id and d.av_mode == "1")
+    group = lab.config.edr_block_group_id
+
+    entra = graph.device_by_device_id(device.aad_device_id or "")
+    assert entra is not None
+    assert entra["deviceId"] == device.aad_device_id
+    added = graph.add_group_member(group, entra["id"])
+    again = graph.add_group_member(group, entra["id"])
+    members = list(graph.group_members(group))
+    tagged = mde.tag_machine(device.machine_id, "soar-passive")
+    missing = graph.device_by_device_id("00000000-0000-4000-a000-000000000000")
+
+    assert (added, again) == (True, False)
+    assert [m["id"] for m in members] == [entra["id"]] == lab.server.group_members(group)
+    assert "soar-passive" in tagged["machineTags"]
+    assert missing is None
+    mde.api.close()
+    graph.api.close()
+
+
+def test_cli_collect_lab_writes_a_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "snap.json"
+
+    status = main(["collect", "--lab", "--devices", "1000", "--out", str(out)])
+
+    printed = capsys.readouterr()
+    snapshot = json.loads(out.read_text(encoding="utf-8"))
+    assert status == 0
+    assert snapshot["schema"] == "mde-snapshot/1"
+    assert snapshot["counts"]["deviceavinfo"] == 1000
+    assert snapshot["counts"]["collectorDocuments"] > 10
+    assert "errors: none" in printed.out
+    assert "deviceavinfo" in printed.out
+    assert "lab tenant with 1000 devices" in printed.err
+
+
+def test_cli_collect_from_urls_exits_1_when_a_source_fails(
+    lab: LabTenant, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.lab.server import GRAPH_RESOURCE, MDE_RESOURCES
+
+    lab.config.enforce_rate_limits = False
+    lab.fault("error", "/api/indicators", status=403, times=100)
+    out = tmp_path / "snap.json"
+    args = [
+        "collect",
+        "--out",
+        str(out),
+        "--mde-url",
+        lab.server.mde_url,
+        "--graph-url",
+        lab.server.graph_url,
+        "--token",
+        lab.server.issue_token(MDE_RESOURCES[0]),
+        "--graph-token",
+        lab.server.issue_token(GRAPH_RESOURCE),
+    ]
+
+    status = main(args)
+
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "indicators: GET /api/indicators 403 BadRequest" in printed
+    assert json.loads(out.read_text())["counts"]["deviceavinfo"] == DEVICES
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["collect", "--out", "x.json", "--lab", "--mde-url", "http://127.0.0.1:1"],
+        ["collect", "--out", "x.json", "--mde-url", "http://127.0.0.1:1"],
+        ["collect", "--out", "x.json", "--lab", "--devices", "500001"],
+    ],
+)
+def test_cli_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    assert "collect:" in capsys.readouterr().err
+
+
+def test_deviceavinfo_falls_back_to_ten_thousand(tmp_path: Path) -> None:
+    with running_lab(DEVICES, deviceavinfo_max_top=10_000) as lab:
+        mde, _ = lab.clients(deviceavinfo_page_size=200_000)
+        records = list(mde.deviceavinfo())
+        mde.api.close()
+
+        statuses = [r.status for r in lab.server.requests if r.endpoint == "deviceavinfo"]
+
+    assert statuses == [400, 200]
+    assert len(records) == DEVICES
