@@ -238,6 +238,19 @@ class CycleLease:
         logger.info("took cycle lease %s for %s (%ds)", self.name, holder, self.duration_seconds)
         return Lease(client, self._blob, holder, since, self.duration_seconds)
 
+    def break_lease(self) -> None:
+        """End whatever lease is held now, at once (for an operator after a holder crashed).
+
+        A crashed holder's lease lapses by itself within ``duration_seconds``; this is for when
+        waiting is not wanted. The next ``acquire`` succeeds.
+        """
+        try:
+            BlobLeaseClient(self._blob).break_lease(lease_break_period=0)
+        except HttpResponseError as err:
+            if err.status_code != 409:  # 409: there was no lease to break
+                raise LeaseError(f"could not break cycle lease {self.name}: {err}") from err
+        logger.warning("broke cycle lease %s", self.name)
+
     def _ensure_blob(self) -> None:
         with suppress(ResourceExistsError):
             self._container.create_container()

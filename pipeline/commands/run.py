@@ -1,0 +1,147 @@
+"""``python -m pipeline run``: one whole cycle, on the lab tenant or a real one.
+
+``--lab`` starts the lab tenant, the local Logs Ingestion endpoint and Azurite (unless
+``--storage`` names a running one), runs one cycle in dry-run, and leaves everything it produced
+in ``--out``. Without ``--lab`` the cycle reads its settings from the environment
+(see ``local.settings.sample.json``): the same code, other addresses and credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from pipeline.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from pipeline.config import ConfigError, PipelineSettings
+from pipeline.cycle import CycleError, CycleOptions, CycleResult, run_cycle
+from pipeline.lab.azurite import AzuriteError
+from pipeline.lab.fleet import DEFAULT_DEVICES, DEFAULT_SEED, MAX_DEVICES
+from pipeline.services import LAB_TENANT, lab_environment, services_from_settings
+from pipeline.sources.settings import SettingsError, SourceSettings
+
+STAGES = ("collect", "evaluate", "audit-modes", "ingest", "blocklists", "report")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run one pipeline cycle (collect, evaluate, ingest, plan, act, publish, audit)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--lab", action="store_true", help="run against the built-in lab tenant")
+    parser.add_argument("--devices", type=int, default=DEFAULT_DEVICES, help="lab fleet size")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="lab fleet seed")
+    parser.add_argument(
+        "--storage",
+        metavar="CONNECTION_STRING",
+        help="use this storage instead of starting Azurite",
+    )
+    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (./out)")
+    parser.set_defaults(handler=run)
+
+
+class ProgressPrinter:
+    """One line per stage event, with a bar of the stages done so far."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.done: set[str] = set()
+        self.started = time.perf_counter()
+
+    def __call__(self, stage: str, message: str) -> None:
+        if message.startswith("done"):
+            self.done.add(stage)
+        filled = len(self.done & set(STAGES))
+        bar = "#" * filled + "-" * (len(STAGES) - filled)
+        elapsed = time.perf_counter() - self.started
+        self.stream.write(f"[{bar}] {elapsed:5.1f}s {stage}: {message}\n")
+        self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.devices <= MAX_DEVICES:
+        print(f"run: --devices must be between 1 and {MAX_DEVICES}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = ProgressPrinter(sys.stderr)
+    out: Path = args.out.resolve()
+
+    try:
+        if args.lab:
+            work = out / "lab"
+            work.mkdir(parents=True, exist_ok=True)
+            print(f"run: starting the lab tenant ({args.devices} devices) ...", file=sys.stderr)
+            with lab_environment(
+                work, devices=args.devices, seed=args.seed, storage_connection_string=args.storage
+            ) as env:
+                options = CycleOptions(
+                    out_dir=out,
+                    tenant=LAB_TENANT,
+                    collector_dir=env.collector_dir,
+                    holder=f"cli@{os.uname().nodename}",
+                    dry_run=True,
+                    progress=progress,
+                )
+                result = run_cycle(env.services, options)
+                _print_summary(result, ingested_to=env.ingestion.out_dir)
+        else:
+            settings = PipelineSettings.from_env(os.environ)
+            sources = SourceSettings.from_env(os.environ)
+            with services_from_settings(settings, sources) as services:
+                options = CycleOptions(
+                    out_dir=out,
+                    tenant=settings.tenant,
+                    holder=f"cli@{os.uname().nodename}",
+                    dry_run=not settings.actions_enabled,
+                    progress=progress,
+                )
+                result = run_cycle(services, options)
+                _print_summary(result, ingested_to=None)
+    except (ConfigError, SettingsError) as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AzuriteError as exc:
+        print(f"run: cannot start Azurite: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CycleError as exc:
+        print(f"run: FAILED: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+
+    if result.status == "stood_down":
+        return EXIT_PARTIAL
+    return EXIT_OK if result.status == "completed" else EXIT_PARTIAL
+
+
+def _print_summary(result: CycleResult, *, ingested_to: Path | None) -> None:
+    counts, summary = result.counts, result.summary
+    print(f"\nCycle {result.cycle_id}: {result.status} (dry run: no device was changed)")
+    if result.status == "stood_down":
+        print(f"  another cycle holds the lease: {result.errors[0]}")
+        return
+    devices = counts.get("devices", 0)
+    gaps = counts.get("devices_with_gaps", 0)
+    share = 100 * gaps / devices if devices else 0.0
+    print(f"  devices evaluated:        {devices}")
+    print(f"  devices with a gap:       {gaps} ({share:.0f}%)")
+    modes = ", ".join(f"{k} {v}" for k, v in summary.get("by_mode", {}).items())
+    print(f"  modes:                    {modes}")
+    print(
+        f"  rows sent to Log Analytics: {counts.get('rows_sent', 0)}"
+        f" (dead-lettered: {counts.get('rows_dead_lettered', 0)})"
+    )
+    print(f"  blocklists changed:       {counts.get('blocklists_changed', 0)}")
+    print(
+        f"  time:                     {sum(result.durations.values()):.1f}s "
+        + " ".join(f"{k}={v:.1f}s" for k, v in result.durations.items())
+    )
+    for error in result.errors:
+        print(f"  ! {error}")
+    print(f"\nOutput: {result.out_dir}")
+    for name in ("evaluation.json", "log-analytics-rows.jsonl", "blocklists/", "report.html"):
+        print(f"  {name}")
+    if ingested_to is not None:
+        print(f"  what the local Logs Ingestion endpoint received: {ingested_to}")

@@ -1,0 +1,92 @@
+"""Pipeline settings: read once per run from the environment, typed and validated.
+
+Every key is listed in ``local.settings.sample.json`` with a safe value. Nothing here is read at
+import time; the function app and the CLI call :meth:`PipelineSettings.from_env` when they run.
+The MDE/Graph connection settings (``MDE_*``, ``GRAPH_API_URL``) belong to
+``pipeline.sources.settings`` and are read there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pipeline.model import TenantSettings
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool | None) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    # Logs Ingestion API: the data collection endpoint (or the DCR's own endpoint) and rule.
+    ingestion_endpoint: str
+    dcr_immutable_id: str
+    # Storage: a connection string (Azurite, development) or account endpoints (managed identity).
+    storage_connection_string: str | None
+    blob_endpoint: str | None
+    table_endpoint: str | None
+    managed_identity_client_id: str | None
+    audit_table: str
+    blocklist_container: str
+    dead_letter_container: str
+    state_container: str
+    # Acting on devices is off unless explicitly turned on.
+    actions_enabled: bool
+    tenant: TenantSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PipelineSettings:
+        missing = [
+            name
+            for name in ("LOGS_INGESTION_ENDPOINT", "LOGS_INGESTION_DCR_IMMUTABLE_ID")
+            if not env.get(name)
+        ]
+        connection = env.get("AzureWebJobsStorage") or None
+        blob = env.get("STORAGE_BLOB_ENDPOINT") or None
+        table = env.get("STORAGE_TABLE_ENDPOINT") or None
+        if connection is None and not (blob and table):
+            missing.append("AzureWebJobsStorage or STORAGE_BLOB_ENDPOINT + STORAGE_TABLE_ENDPOINT")
+        if missing:
+            raise ConfigError("missing settings: " + ", ".join(missing))
+
+        license_ = env.get("TENANT_MDE_LICENSE", "").strip().upper() or None
+        if license_ not in (None, "P1", "P2"):
+            raise ConfigError(f"TENANT_MDE_LICENSE must be P1 or P2, got {license_!r}")
+
+        return cls(
+            ingestion_endpoint=env["LOGS_INGESTION_ENDPOINT"],
+            dcr_immutable_id=env["LOGS_INGESTION_DCR_IMMUTABLE_ID"],
+            storage_connection_string=connection,
+            blob_endpoint=blob,
+            table_endpoint=table,
+            managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
+            audit_table=env.get("AUDIT_TABLE_NAME") or "AuditTrail",
+            blocklist_container=env.get("BLOCKLIST_CONTAINER") or "blocklists",
+            dead_letter_container=env.get("DEAD_LETTER_CONTAINER") or "dead-letters",
+            state_container=env.get("STATE_CONTAINER") or "pipeline-state",
+            actions_enabled=bool(_flag(env, "ACTIONS_ENABLED", False)),
+            tenant=TenantSettings(
+                edr_block_mode=_flag(env, "TENANT_EDR_BLOCK_MODE", None),
+                custom_network_indicators=_flag(env, "TENANT_CUSTOM_NETWORK_INDICATORS", None),
+                allow_or_block_file=_flag(env, "TENANT_ALLOW_OR_BLOCK_FILE", None),
+                mde_license=license_,  # type: ignore[arg-type]  # checked just above
+                mda_enforce_app_access=_flag(env, "TENANT_MDA_ENFORCE_APP_ACCESS", None),
+            ),
+        )

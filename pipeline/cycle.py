@@ -1,0 +1,356 @@
+"""One pipeline cycle: collect → evaluate → ingest → plan → act → publish → audit.
+
+The cycle knows nothing about where its services live: the same code runs against the lab
+(local servers and Azurite) and a real tenant; ``pipeline.services`` builds the services from
+settings. A cycle first takes the cycle lease, so two cycles started together never both act:
+the second stands down and says so. Every stage's outcome is audited; a stage that fails fails
+the cycle loudly (the audit says how far it got), and a re-run repeats nothing that already took
+effect, because actions carry deterministic ids and are checked against the audit trail.
+
+Everything the cycle produces is also written to ``out_dir`` for people to open:
+``snapshot.json``, ``evaluation.json``, ``log-analytics-rows.jsonl``, ``actions.json``,
+``blocklists/``, ``report.html`` and ``cycle.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.act.blocklist import (
+    FORMATS,
+    Blocklists,
+    Diff,
+    ListName,
+    Published,
+    Rendered,
+    build_blocklists,
+    publish,
+    render,
+)
+from pipeline.evaluate import Evaluator
+from pipeline.indicators import parse_indicators
+from pipeline.inputs import read_files
+from pipeline.matrix import load_matrix
+from pipeline.model import DeviceCoverage, TenantSettings
+from pipeline.output import Summary, write_json
+from pipeline.rows import coverage_row
+from pipeline.sinks.audit import AuditTrail
+from pipeline.sinks.lease import CycleLease, LeaseHeld
+from pipeline.sinks.log_analytics import LogAnalyticsSink, UploadResult
+from pipeline.sources.collect import CollectionResult, collect_snapshot
+from pipeline.sources.graph import GraphClient
+from pipeline.sources.mde import MdeClient
+from pipeline.tables import COVERAGE
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, str], None]  # (stage, message)
+
+# The list kinds published each cycle: block for proxies/DNS/firewalls, warn for monitored apps.
+PUBLISHED_LISTS: tuple[ListName, ...] = ("block", "warn")
+
+
+class StateStore(Protocol):
+    """Small named JSON documents that outlive a cycle (last modes, last published lists)."""
+
+    def load(self, name: str) -> Any | None: ...
+
+    def save(self, name: str, document: Any) -> None: ...
+
+
+class BlocklistStore(Protocol):
+    """Where published blocklists go for consumers that read storage."""
+
+    def put(self, name: str, content: str, *, sha256: str, version: int) -> None: ...
+
+
+@dataclass
+class CycleServices:
+    mde: MdeClient
+    graph: GraphClient
+    sink: LogAnalyticsSink
+    audit: AuditTrail
+    lease: CycleLease
+    state: StateStore
+    blocklists: BlocklistStore
+
+
+@dataclass
+class CycleOptions:
+    out_dir: Path
+    tenant: TenantSettings
+    collector_dir: Path | None = None
+    holder: str = "pipeline"
+    dry_run: bool = True
+    progress: Progress = field(default=lambda _stage, _message: None)
+
+
+@dataclass
+class CycleResult:
+    cycle_id: str
+    status: str  # completed, completed_with_errors, stood_down, failed
+    counts: dict[str, int] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cycle_id": self.cycle_id,
+            "status": self.status,
+            "counts": self.counts,
+            "durations": {k: round(v, 3) for k, v in self.durations.items()},
+            "errors": self.errors,
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+        }
+
+
+class CycleError(RuntimeError):
+    """A stage failed; the cycle stopped there. The message names the stage."""
+
+
+def new_cycle_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def run_cycle(
+    services: CycleServices, options: CycleOptions, *, now: datetime | None = None
+) -> CycleResult:
+    """Run one cycle; see the module docstring. Raises :class:`CycleError` when a stage fails."""
+    started = now or datetime.now(UTC)
+    cycle_id = new_cycle_id(started)
+    result = CycleResult(cycle_id=cycle_id, status="failed", out_dir=options.out_dir)
+    say = options.progress
+
+    outcome = services.lease.acquire(f"{options.holder}/{cycle_id}")
+    if isinstance(outcome, LeaseHeld):
+        log.warning("cycle %s stands down: %s", cycle_id, outcome)
+        say("lease", f"another cycle is running ({outcome}); this one stands down")
+        result.status = "stood_down"
+        result.errors.append(str(outcome))
+        return result
+
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    with outcome.keep_alive():
+        services.audit.cycle_started(cycle_id, dry_run=options.dry_run, holder=options.holder)
+        try:
+            _run_stages(services, options, result, started)
+        except Exception as exc:
+            # Record how far the cycle got before failing loudly; the audit write itself may be
+            # what failed (storage down), so it must not hide the original error.
+            result.status = "failed"
+            result.errors.append(f"{type(exc).__name__}: {exc}")
+            _finish(services, result, options)
+            raise CycleError(f"cycle {cycle_id} failed: {exc}") from exc
+        result.status = "completed_with_errors" if result.errors else "completed"
+        _finish(services, result, options)
+    return result
+
+
+def _finish(services: CycleServices, result: CycleResult, options: CycleOptions) -> None:
+    (options.out_dir / "cycle.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    try:
+        services.audit.cycle_finished(
+            result.cycle_id,
+            status=result.status,
+            counts=result.counts,
+            durations=result.durations,
+            errors=result.errors[:20],
+        )
+    except Exception:  # the original failure is what the caller must see
+        log.exception("could not audit the end of cycle %s", result.cycle_id)
+        if result.status != "failed":
+            raise
+
+
+@contextmanager
+def _stage(result: CycleResult, name: str, say: Progress) -> Iterator[None]:
+    say(name, "started")
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception as exc:
+        raise CycleError(f"stage {name}: {exc}") from exc
+    finally:
+        result.durations[name] = time.perf_counter() - start
+    say(name, f"done in {result.durations[name]:.1f}s")
+
+
+def _run_stages(
+    services: CycleServices, options: CycleOptions, result: CycleResult, now: datetime
+) -> None:
+    out, say = options.out_dir, options.progress
+    snapshot_path = out / "snapshot.json"
+
+    with _stage(result, "collect", say):
+        collected = collect_snapshot(
+            snapshot_path,
+            services.mde,
+            services.graph,
+            collector_dir=options.collector_dir,
+            progress=lambda source, count: say("collect", f"{source}: {count} records"),
+            now=now,
+        )
+        _count_collection(result, collected)
+
+    with _stage(result, "evaluate", say):
+        coverages, summary = _evaluate(snapshot_path, options, result)
+        result.summary = summary.to_json()
+
+    with _stage(result, "audit-modes", say):
+        _audit_mode_changes(services, result, coverages)
+
+    with _stage(result, "ingest", say):
+        uploaded = _ingest(services, result, coverages, now, out)
+        result.counts["rows_sent"] = uploaded.sent
+        result.counts["rows_dead_lettered"] = uploaded.dead_lettered
+        if not uploaded.ok:
+            services.audit.batch_dead_lettered(
+                result.cycle_id,
+                table=COVERAGE.name,
+                rows=uploaded.dead_lettered,
+                blob=uploaded.dead_letter_blob,
+            )
+            result.errors.append(
+                f"{uploaded.dead_lettered} coverage rows dead-lettered "
+                f"to {uploaded.dead_letter_blob}"
+            )
+
+    with _stage(result, "blocklists", say):
+        published = _publish_blocklists(services, result, snapshot_path, now, out)
+        result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
+
+
+def _count_collection(result: CycleResult, collected: CollectionResult) -> None:
+    for source, count in collected.counts.items():
+        result.counts[f"collected_{source}"] = count
+    result.counts["api_calls"] = sum(collected.calls.values())
+    for error in collected.errors:
+        result.errors.append(
+            f"collect {error.get('source')}: {error.get('status')} {error.get('code')} "
+            f"{error.get('message')}"
+        )
+
+
+def _evaluate(
+    snapshot_path: Path, options: CycleOptions, result: CycleResult
+) -> tuple[list[DeviceCoverage], Summary]:
+    inputs = read_files([snapshot_path])
+    tenant = options.tenant
+    if inputs.indicator_kinds is not None and tenant.indicator_kinds is None:
+        tenant = replace(tenant, indicator_kinds=frozenset(inputs.indicator_kinds))
+    matrix = load_matrix()
+    evaluator = Evaluator(matrix, tenant)
+    coverages = [evaluator.evaluate(facts) for facts in inputs.devices]
+
+    summary = Summary(matrix_version=matrix.version)
+    with (options.out_dir / "evaluation.json").open("w", encoding="utf-8") as handle:
+        write_json(handle, iter(coverages), inputs.rejected, summary)
+    result.counts["devices"] = summary.devices
+    result.counts["devices_with_gaps"] = summary.devices_with_gaps
+    result.counts["rejected_records"] = len(inputs.rejected)
+    if inputs.rejected:
+        result.errors.append(f"{len(inputs.rejected)} input records rejected")
+    return coverages, summary
+
+
+def _audit_mode_changes(
+    services: CycleServices, result: CycleResult, coverages: list[DeviceCoverage]
+) -> None:
+    previous: dict[str, str] = services.state.load("device-modes") or {}
+    current = {c.facts.device_id: c.facts.state.value for c in coverages}
+    changed = 0
+    if previous:
+        # Only real changes are audited; the first cycle records the baseline in the state store.
+        with services.audit.buffered():
+            for device_id, state in current.items():
+                before = previous.get(device_id)
+                if before is not None and before != state:
+                    services.audit.mode_changed(
+                        result.cycle_id, device_id, from_state=before, to_state=state
+                    )
+                    changed += 1
+    services.state.save("device-modes", current)
+    result.counts["mode_changes"] = changed
+
+
+def _ingest(
+    services: CycleServices,
+    result: CycleResult,
+    coverages: list[DeviceCoverage],
+    now: datetime,
+    out: Path,
+) -> UploadResult:
+    rows = [coverage_row(c, result.cycle_id, now) for c in coverages]
+    with (out / "log-analytics-rows.jsonl").open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return services.sink.upload(COVERAGE, rows, cycle_id=result.cycle_id)
+
+
+def _publish_blocklists(
+    services: CycleServices, result: CycleResult, snapshot_path: Path, now: datetime, out: Path
+) -> list[Published]:
+    with snapshot_path.open(encoding="utf-8") as handle:
+        indicators = json.load(handle).get("indicators") or []
+    parsed = parse_indicators(indicators)
+    lists: Blocklists = build_blocklists(parsed.indicators, now, parsed.rejected)
+    result.counts["indicators_rejected"] = len(lists.rejected)
+
+    directory = out / "blocklists"
+    directory.mkdir(exist_ok=True)
+    previous_manifest: dict[str, Any] = services.state.load("blocklists") or {}
+    manifest: dict[str, Any] = {}
+    published_all: list[Published] = []
+    for list_name in PUBLISHED_LISTS:
+        for fmt in FORMATS:
+            key = f"{list_name}/{fmt}"
+            rendered = render(lists, fmt, list_name)
+            published = publish(rendered, _previous(previous_manifest.get(key), rendered))
+            published_all.append(published)
+            manifest[key] = {
+                "sha256": published.sha256,
+                "version": published.version,
+                "entries": list(published.entries),
+            }
+            (directory / f"{list_name}-{fmt}.txt").write_text(published.content, "utf-8")
+            if published.changed or key not in previous_manifest:
+                services.blocklists.put(
+                    key, published.content, sha256=published.sha256, version=published.version
+                )
+                services.audit.blocklist_published(
+                    result.cycle_id,
+                    target=key,
+                    content_hash=published.sha256,
+                    size_bytes=len(published.content.encode("utf-8")),
+                    added=published.diff.added,
+                    removed=published.diff.removed,
+                    version=published.version,
+                )
+    services.state.save("blocklists", manifest)
+    return published_all
+
+
+def _previous(saved: dict[str, Any] | None, rendered: Rendered) -> Published | None:
+    """The last published version, rebuilt from what the state store kept of it."""
+    if not saved:
+        return None
+    return Published(
+        format=rendered.format,
+        list_name=rendered.list_name,
+        content="",
+        sha256=str(saved["sha256"]),
+        version=int(saved["version"]),
+        entries=tuple(saved["entries"]),
+        diff=Diff(0, 0),
+    )

@@ -1,0 +1,221 @@
+"""Build a cycle's services: the one place that decides base URLs and credentials.
+
+Two ways in, one result (:class:`pipeline.cycle.CycleServices`):
+
+* :func:`services_from_settings` for a real tenant: MDE/Graph through ``pipeline.sources``
+  settings, storage and ingestion through managed identity or a connection string;
+* :func:`lab_environment` for the lab: it starts the lab tenant, the local Logs Ingestion endpoint
+  and Azurite (unless given a storage connection string) and hands the same clients their
+  local addresses.
+
+Nothing else in the pipeline asks which of the two it is talking to.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
+from azure.identity import ManagedIdentityCredential
+from azure.storage.blob import BlobServiceClient
+
+from pipeline.config import ConfigError, PipelineSettings
+from pipeline.cycle import CycleServices
+from pipeline.lab.azurite import AzuriteProcess
+from pipeline.lab.collector_docs import write_collector_documents
+from pipeline.lab.ingestion import LOCAL_DCR_IMMUTABLE_ID, IngestionServer
+from pipeline.lab.server import LabConfig, LabServer
+from pipeline.model import TenantSettings
+from pipeline.sinks.audit import AuditTrail
+from pipeline.sinks.blobs import BlobBlocklistStore, BlobStateStore
+from pipeline.sinks.lease import DEFAULT_LEASE_CONTAINER, CycleLease
+from pipeline.sinks.log_analytics import DeadLetterStore, LogAnalyticsSink
+from pipeline.sources.auth import GRAPH_SCOPE, MDE_SCOPE, ClientCredentialsTokens, TokenProvider
+from pipeline.sources.graph import GraphClient
+from pipeline.sources.http import ApiClient
+from pipeline.sources.mde import MdeClient
+from pipeline.sources.settings import SourceSettings, token_providers
+
+
+@contextmanager
+def services_from_settings(
+    settings: PipelineSettings, sources: SourceSettings
+) -> Iterator[CycleServices]:
+    """Services for a real tenant (or anything configured like one)."""
+    mde_tokens, graph_tokens = token_providers(sources)
+    identity = ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+    local_ingestion = settings.ingestion_endpoint.startswith(
+        ("http://127.0.0.1", "http://localhost")
+    )
+    with _services(
+        settings,
+        mde_url=sources.mde_url,
+        graph_url=sources.graph_url,
+        mde_tokens=mde_tokens,
+        graph_tokens=graph_tokens,
+        ingestion_credential=FixedTokenCredential("local") if local_ingestion else identity,
+        storage_credential=None if settings.storage_connection_string else identity,
+    ) as services:
+        yield services
+
+
+@dataclass
+class LabEnvironment:
+    services: CycleServices
+    lab: LabServer
+    ingestion: IngestionServer
+    storage_connection_string: str
+    collector_dir: Path
+
+
+@contextmanager
+def lab_environment(
+    work_dir: Path,
+    *,
+    devices: int,
+    seed: int,
+    settings: PipelineSettings | None = None,
+    storage_connection_string: str | None = None,
+    storage_client_options: Mapping[str, Any] | None = None,
+) -> Iterator[LabEnvironment]:
+    """Start the lab tenant, the local ingestion endpoint and (if needed) Azurite.
+
+    ``storage_client_options`` go to every storage client (e.g. ``{"retry_total": 0}`` in a test
+    that stops storage on purpose and should not wait out the SDK's retries).
+    """
+    with ExitStack() as stack:
+        config = LabConfig(devices=devices, seed=seed)
+        lab = stack.enter_context(LabServer(config))
+        ingestion = IngestionServer(work_dir / "log-analytics")
+        endpoint = ingestion.start()
+        stack.callback(ingestion.stop)
+        if storage_connection_string is None:
+            azurite = stack.enter_context(AzuriteProcess())
+            storage_connection_string = azurite.connection_string
+        collector_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        write_collector_documents(lab.fleet, collector_dir)
+
+        lab_settings = settings or PipelineSettings(
+            ingestion_endpoint=endpoint,
+            dcr_immutable_id=LOCAL_DCR_IMMUTABLE_ID,
+            storage_connection_string=storage_connection_string,
+            blob_endpoint=None,
+            table_endpoint=None,
+            managed_identity_client_id=None,
+            audit_table="AuditTrail",
+            blocklist_container="blocklists",
+            dead_letter_container="dead-letters",
+            state_container="pipeline-state",
+            actions_enabled=False,
+            tenant=LAB_TENANT,
+        )
+        tokens = {
+            scope: ClientCredentialsTokens(
+                lab.token_url, config.client_id, config.client_secret, scope
+            )
+            for scope in (MDE_SCOPE, GRAPH_SCOPE)
+        }
+        services = stack.enter_context(
+            _services(
+                lab_settings,
+                mde_url=lab.mde_url,
+                graph_url=lab.graph_url,
+                mde_tokens=tokens[MDE_SCOPE],
+                graph_tokens=tokens[GRAPH_SCOPE],
+                ingestion_credential=FixedTokenCredential("lab"),
+                storage_credential=None,
+                storage_client_options=storage_client_options,
+            )
+        )
+        yield LabEnvironment(services, lab, ingestion, storage_connection_string, collector_dir)
+
+
+# What the Contoso lab tenant's operator declares about its portal toggles.
+LAB_TENANT = TenantSettings(
+    edr_block_mode=False,
+    custom_network_indicators=True,
+    allow_or_block_file=True,
+    mde_license="P2",
+    mda_enforce_app_access=True,
+)
+
+
+@contextmanager
+def _services(
+    settings: PipelineSettings,
+    *,
+    mde_url: str,
+    graph_url: str,
+    mde_tokens: TokenProvider,
+    graph_tokens: TokenProvider,
+    ingestion_credential: TokenCredential,
+    storage_credential: TokenCredential | None,
+    storage_client_options: Mapping[str, Any] | None = None,
+) -> Iterator[CycleServices]:
+    options = dict(storage_client_options or {})
+    with ExitStack() as stack:
+        mde_api = ApiClient(mde_url, mde_tokens)
+        graph_api = ApiClient(graph_url, graph_tokens)
+        stack.callback(mde_api.close)
+        stack.callback(graph_api.close)
+
+        if settings.storage_connection_string:
+            connection = settings.storage_connection_string
+            blobs = BlobServiceClient.from_connection_string(connection, **options)
+            audit = AuditTrail.from_connection_string(connection, settings.audit_table, **options)
+            dead_letters = DeadLetterStore.from_connection_string(
+                connection, settings.dead_letter_container, **options
+            )
+            lease = CycleLease.from_connection_string(connection, **options)
+        else:
+            if not (settings.blob_endpoint and settings.table_endpoint and storage_credential):
+                raise ConfigError(
+                    "storage endpoints and a credential are needed without a connection string"
+                )
+            blobs = BlobServiceClient(
+                settings.blob_endpoint, credential=storage_credential, **options
+            )
+            audit = AuditTrail.from_account_url(
+                settings.table_endpoint, storage_credential, settings.audit_table, **options
+            )
+            dead_letters = DeadLetterStore(
+                blobs.get_container_client(settings.dead_letter_container)
+            )
+            lease = CycleLease(blobs.get_container_client(DEFAULT_LEASE_CONTAINER))
+
+        sink = stack.enter_context(
+            LogAnalyticsSink(
+                settings.ingestion_endpoint,
+                settings.dcr_immutable_id,
+                ingestion_credential,
+                dead_letters,
+            )
+        )
+        yield CycleServices(
+            mde=MdeClient(mde_api),
+            graph=GraphClient(graph_api),
+            sink=sink,
+            audit=audit,
+            lease=lease,
+            state=BlobStateStore(blobs.get_container_client(settings.state_container)),
+            blocklists=BlobBlocklistStore(blobs.get_container_client(settings.blocklist_container)),
+        )
+
+
+class FixedTokenCredential:
+    """A TokenCredential with one fixed token, for endpoints on this machine only."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo(self._token, int(time.time()) + 3600)
