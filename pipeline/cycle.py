@@ -40,8 +40,9 @@ from pipeline.evaluate import Evaluator
 from pipeline.indicators import parse_indicators
 from pipeline.inputs import read_files
 from pipeline.matrix import load_matrix
-from pipeline.model import DeviceCoverage, TenantSettings
-from pipeline.output import Summary, write_json
+from pipeline.model import DeviceCoverage, RejectedRecord, TenantSettings
+from pipeline.output import Summary, evaluation_document, write_json
+from pipeline.report import render_report
 from pipeline.rows import coverage_row
 from pipeline.sinks.audit import AuditTrail
 from pipeline.sinks.lease import CycleLease, LeaseHeld
@@ -90,6 +91,7 @@ class CycleOptions:
     tenant: TenantSettings
     collector_dir: Path | None = None
     holder: str = "pipeline"
+    tenant_name: str = "tenant"
     dry_run: bool = True
     progress: Progress = field(default=lambda _stage, _message: None)
 
@@ -204,7 +206,7 @@ def _run_stages(
         _count_collection(result, collected)
 
     with _stage(result, "evaluate", say):
-        coverages, summary = _evaluate(snapshot_path, options, result)
+        coverages, rejected, summary = _evaluate(snapshot_path, options, result)
         result.summary = summary.to_json()
 
     with _stage(result, "audit-modes", say):
@@ -230,6 +232,39 @@ def _run_stages(
         published = _publish_blocklists(services, result, snapshot_path, now, out)
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
+    with _stage(result, "report", say):
+        document = evaluation_document(coverages, rejected, Summary(load_matrix().version))
+        html = render_report(
+            document,
+            load_matrix().to_json(),
+            blocklists=[_publication_summary(p) for p in published],
+            ingestion={
+                "sent": uploaded.sent,
+                "failed": uploaded.failed,
+                "rejected": uploaded.rejected,
+                "dead_lettered": uploaded.dead_lettered,
+            },
+            cycle={
+                "cycle_id": result.cycle_id,
+                "started": now.isoformat(),
+                "dry_run": options.dry_run,
+                "tenant": options.tenant_name,
+            },
+        )
+        (out / "report.html").write_text(html, encoding="utf-8")
+
+
+def _publication_summary(published: Published) -> dict[str, Any]:
+    return {
+        "format": published.format,
+        "list": published.list_name,
+        "entries": len(published.entries),
+        "sha256": published.sha256,
+        "version": published.version,
+        "added": published.diff.added,
+        "removed": published.diff.removed,
+    }
+
 
 def _count_collection(result: CycleResult, collected: CollectionResult) -> None:
     for source, count in collected.counts.items():
@@ -244,7 +279,7 @@ def _count_collection(result: CycleResult, collected: CollectionResult) -> None:
 
 def _evaluate(
     snapshot_path: Path, options: CycleOptions, result: CycleResult
-) -> tuple[list[DeviceCoverage], Summary]:
+) -> tuple[list[DeviceCoverage], list[RejectedRecord], Summary]:
     inputs = read_files([snapshot_path])
     tenant = options.tenant
     if inputs.indicator_kinds is not None and tenant.indicator_kinds is None:
@@ -261,7 +296,7 @@ def _evaluate(
     result.counts["rejected_records"] = len(inputs.rejected)
     if inputs.rejected:
         result.errors.append(f"{len(inputs.rejected)} input records rejected")
-    return coverages, summary
+    return coverages, inputs.rejected, summary
 
 
 def _audit_mode_changes(

@@ -40,6 +40,29 @@ def coverage_json(coverage: DeviceCoverage) -> dict[str, Any]:
     return document
 
 
+def evaluation_document(
+    coverages: Iterable[DeviceCoverage], rejected: list[RejectedRecord], summary: Summary
+) -> dict[str, Any]:
+    """The same document ``write_json`` streams, in memory, sharing the verdict dicts between
+    devices with the same facts (so a large fleet costs little more than its device list)."""
+    shared: dict[int, dict[str, Any]] = {}
+    devices = []
+    for coverage in coverages:
+        summary.add(coverage)
+        key = id(coverage.capabilities)
+        if key not in shared:
+            shared[key] = _verdicts_json(coverage.capabilities)
+        document = coverage_json_without_capabilities(coverage)
+        document["capabilities"] = shared[key]
+        devices.append(document)
+    summary.rejected = len(rejected)
+    return {
+        "devices": devices,
+        "rejected": [rejected_json(r) for r in rejected],
+        "summary": summary.to_json(),
+    }
+
+
 def rejected_json(record: RejectedRecord) -> dict[str, Any]:
     return {
         "source": record.source,

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                     tenant=LAB_TENANT,
                     collector_dir=env.collector_dir,
                     holder=f"cli@{os.uname().nodename}",
+                    tenant_name=f"Contoso lab ({args.devices} devices)",
                     dry_run=True,
                     progress=progress,
                 )

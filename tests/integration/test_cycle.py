@@ -83,6 +83,10 @@ def test_a_cycle_collects_evaluates_ingests_publishes_and_audits(
     cycle_file = json.loads((tmp_path / "out" / "cycle.json").read_text())
     assert cycle_file["status"] == "completed"
 
+    report = (tmp_path / "out" / "report.html").read_text()
+    gaps = evaluation["summary"]["devices_with_gaps"]
+    assert f'data-metric="devices-with-gaps" data-value="{gaps}"' in report
+
 
 def test_a_second_cycle_publishes_nothing_new_and_sees_no_mode_change(
     tmp_path: Path, env: LabEnvironment
