@@ -102,6 +102,9 @@ var names = {
 var deploymentContainer = 'app-package-${take(names.functionApp, 32)}'
 var blocklistContainer = 'blocklists'
 var deadLetterContainer = 'dead-letters'
+var stateContainer = 'pipeline-state' // last known modes and published list versions
+var leaseContainer = 'pipeline-leases' // the cycle lease that keeps cycles from overlapping
+var auditDetailsContainer = 'audit-details' // audit details too large for a table entity
 var auditTable = 'AuditTrail'
 var collectorQueue = 'collector-documents'
 var fanOutQueue = 'device-fanout'
@@ -199,6 +202,9 @@ module storage 'modules/storage.bicep' = {
       deploymentContainer
       blocklistContainer
       deadLetterContainer
+      stateContainer
+      leaseContainer
+      auditDetailsContainer
     ]
     tableNames: [
       auditTable
@@ -276,6 +282,7 @@ var baseSettings = {
   AUDIT_TABLE_NAME: auditTable
   BLOCKLIST_CONTAINER: blocklistContainer
   DEAD_LETTER_CONTAINER: deadLetterContainer
+  STATE_CONTAINER: stateContainer
   COLLECTOR_QUEUE: collectorQueue
   FANOUT_QUEUE: fanOutQueue
   EDR_BLOCK_GROUP_ID: edrBlockModeGroupId
