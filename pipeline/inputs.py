@@ -19,7 +19,7 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -220,17 +220,27 @@ def _records(name: str, records: list[Any]) -> Inputs:
 
 def _deviceavinfo_records(name: str, records: list[Any]) -> Inputs:
     out = Inputs()
+    out.devices.extend(facts for _, facts in _each(name, records, facts_from_deviceavinfo, out))
+    return out
+
+
+def _each(
+    name: str,
+    records: list[Any],
+    read: Callable[[Mapping[str, Any], str], DeviceFacts | RejectedRecord],
+    out: Inputs,
+) -> Iterator[tuple[Mapping[str, Any], DeviceFacts]]:
+    """Each readable record with its facts; unreadable ones go to ``out.rejected``."""
     for index, record in enumerate(records):
-        where = f"{name}[{index}]"
+        where = f"{name}[{index}]" if len(records) > 1 else name
         if not isinstance(record, dict):
             out.rejected.append(RejectedRecord(where, None, None, "record is not an object"))
             continue
-        facts = facts_from_deviceavinfo(record, where)
+        facts = read(record, where)
         if isinstance(facts, RejectedRecord):
             out.rejected.append(facts)
         else:
-            out.devices.append(facts)
-    return out
+            yield record, facts
 
 
 def facts_from_deviceavinfo(record: Mapping[str, Any], where: str) -> DeviceFacts | RejectedRecord:
@@ -292,15 +302,7 @@ def parse_hunting_rows(name: str, rows: list[Any]) -> Inputs:
     """``DeviceTvmInfoGathering`` rows; a device's newest row wins."""
     out = Inputs()
     newest: dict[str, tuple[str, DeviceFacts]] = {}
-    for index, row in enumerate(rows):
-        where = f"{name}[{index}]"
-        if not isinstance(row, dict):
-            out.rejected.append(RejectedRecord(where, None, None, "row is not an object"))
-            continue
-        facts = facts_from_hunting(row, where)
-        if isinstance(facts, RejectedRecord):
-            out.rejected.append(facts)
-            continue
+    for row, facts in _each(name, rows, facts_from_hunting, out):
         stamp = str(row.get("Timestamp") or "")
         seen = newest.get(facts.device_id)
         if seen is None or stamp >= seen[0]:
@@ -357,13 +359,7 @@ def facts_from_hunting(row: Mapping[str, Any], where: str) -> DeviceFacts | Reje
 
 def _collector_documents(name: str, documents: list[Any]) -> Inputs:
     out = Inputs()
-    for index, document in enumerate(documents):
-        where = f"{name}[{index}]" if len(documents) > 1 else name
-        facts = facts_from_collector(document, where)
-        if isinstance(facts, RejectedRecord):
-            out.rejected.append(facts)
-        else:
-            out.devices.append(facts)
+    out.devices.extend(facts for _, facts in _each(name, documents, facts_from_collector, out))
     return out
 
 
