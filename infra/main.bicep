@@ -106,6 +106,7 @@ var stateContainer = 'pipeline-state' // last known modes and published list ver
 var leaseContainer = 'pipeline-leases' // the cycle lease that keeps cycles from overlapping
 var auditDetailsContainer = 'audit-details' // audit details too large for a table entity
 var auditTable = 'AuditTrail'
+var coverageTable = 'DeviceCoverage' // each device's latest coverage, for reads by device
 var collectorQueue = 'collector-documents'
 var fanOutQueue = 'device-fanout'
 
@@ -208,6 +209,7 @@ module storage 'modules/storage.bicep' = {
     ]
     tableNames: [
       auditTable
+      coverageTable
     ]
     queueNames: [
       collectorQueue
@@ -283,6 +285,8 @@ var baseSettings = {
   BLOCKLIST_CONTAINER: blocklistContainer
   DEAD_LETTER_CONTAINER: deadLetterContainer
   STATE_CONTAINER: stateContainer
+  COVERAGE_TABLE_NAME: coverageTable
+  CYCLE_SCHEDULE: '0 0 */6 * * *' // every six hours; NCRONTAB with seconds
   COLLECTOR_QUEUE: collectorQueue
   FANOUT_QUEUE: fanOutQueue
   EDR_BLOCK_GROUP_ID: edrBlockModeGroupId

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pipeline.act.safety import ActionSettings
+from pipeline.errors import ConfigError
 from pipeline.model import TenantSettings
 
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+__all__ = ["ConfigError", "PipelineSettings"]
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -44,11 +44,12 @@ class PipelineSettings:
     table_endpoint: str | None
     managed_identity_client_id: str | None
     audit_table: str
+    coverage_table: str
     blocklist_container: str
     dead_letter_container: str
     state_container: str
-    # Acting on devices is off unless explicitly turned on.
-    actions_enabled: bool
+    # Acting on devices is off unless explicitly turned on (see pipeline.act.safety).
+    actions: ActionSettings
     tenant: TenantSettings
 
     @classmethod
@@ -78,10 +79,11 @@ class PipelineSettings:
             table_endpoint=table,
             managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
             audit_table=env.get("AUDIT_TABLE_NAME") or "AuditTrail",
+            coverage_table=env.get("COVERAGE_TABLE_NAME") or "DeviceCoverage",
             blocklist_container=env.get("BLOCKLIST_CONTAINER") or "blocklists",
             dead_letter_container=env.get("DEAD_LETTER_CONTAINER") or "dead-letters",
             state_container=env.get("STATE_CONTAINER") or "pipeline-state",
-            actions_enabled=bool(_flag(env, "ACTIONS_ENABLED", False)),
+            actions=ActionSettings.from_env(env),
             tenant=TenantSettings(
                 edr_block_mode=_flag(env, "TENANT_EDR_BLOCK_MODE", None),
                 custom_network_indicators=_flag(env, "TENANT_CUSTOM_NETWORK_INDICATORS", None),

@@ -1,4 +1,4 @@
-"""One pipeline cycle: collect → evaluate → ingest → plan → act → publish → audit.
+"""One pipeline cycle: collect → evaluate → plan → ingest → act → publish → report, all audited.
 
 The cycle knows nothing about where its services live: the same code runs against the lab
 (local servers and Azurite) and a real tenant; ``pipeline.services`` builds the services from
@@ -8,7 +8,8 @@ the cycle loudly (the audit says how far it got), and a re-run repeats nothing t
 effect, because actions carry deterministic ids and are checked against the audit trail.
 
 Everything the cycle produces is also written to ``out_dir`` for people to open:
-``snapshot.json``, ``evaluation.json``, ``log-analytics-rows.jsonl``, ``actions.json``,
+``snapshot.json``, ``evaluation.json``, ``log-analytics-rows.jsonl``, ``actions.json`` (the
+EDR-in-block-mode plan, what was executed, and the verification of earlier actions),
 ``blocklists/``, ``report.html`` and ``cycle.json``.
 """
 
@@ -18,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,11 +37,23 @@ from pipeline.act.blocklist import (
     publish,
     render,
 )
+from pipeline.act.edr_block import (
+    ExecutionReport,
+    Plan,
+    Verification,
+    execute,
+    load_history,
+    plan,
+    record_verification,
+    verify,
+)
+from pipeline.act.safety import ActionSettings, ExecutionMode
+from pipeline.detect import ENTRIES_BLOB, entries_document
 from pipeline.evaluate import Evaluator
 from pipeline.indicators import parse_indicators
 from pipeline.inputs import read_files
 from pipeline.matrix import load_matrix
-from pipeline.model import DeviceCoverage, RejectedRecord, TenantSettings
+from pipeline.model import DeviceCoverage, Finding, RejectedRecord, TenantSettings
 from pipeline.output import Summary, evaluation_document, write_json
 from pipeline.report import render_report
 from pipeline.rows import coverage_row
@@ -73,6 +86,14 @@ class BlocklistStore(Protocol):
 
     def put(self, name: str, content: str, *, sha256: str, version: int) -> None: ...
 
+    def put_json(self, name: str, document: Any) -> None: ...
+
+
+class CoverageSink(Protocol):
+    """Each device's latest coverage row, for reads by device and the streaming detector."""
+
+    def save_rows(self, rows: Iterable[Mapping[str, Any]]) -> int: ...
+
 
 @dataclass
 class CycleServices:
@@ -83,6 +104,7 @@ class CycleServices:
     lease: CycleLease
     state: StateStore
     blocklists: BlocklistStore
+    coverage: CoverageSink
 
 
 @dataclass
@@ -92,8 +114,12 @@ class CycleOptions:
     collector_dir: Path | None = None
     holder: str = "pipeline"
     tenant_name: str = "tenant"
-    dry_run: bool = True
+    actions: ActionSettings = field(default_factory=ActionSettings)  # dry-run unless enabled
     progress: Progress = field(default=lambda _stage, _message: None)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.actions.mode is not ExecutionMode.LIVE
 
 
 @dataclass
@@ -212,6 +238,17 @@ def _run_stages(
     with _stage(result, "audit-modes", say):
         _audit_mode_changes(services, result, coverages)
 
+    with _stage(result, "plan", say):
+        history = load_history(services.audit, coverages, options.actions, now=now)
+        the_plan = plan(
+            coverages, options.tenant, options.actions, history, cycle_id=result.cycle_id
+        )
+        checked = verify(coverages, history, now, options.actions)
+        coverages = _with_verification_findings(coverages, checked)
+        result.counts["actions_planned"] = len(the_plan.executable)
+        result.counts["actions_awaiting_approval"] = len(the_plan.awaiting_approval)
+        result.counts["actions_not_effective"] = len(checked.not_effective)
+
     with _stage(result, "ingest", say):
         uploaded = _ingest(services, result, coverages, now, out)
         result.counts["rows_sent"] = uploaded.sent
@@ -228,6 +265,20 @@ def _run_stages(
                 f"to {uploaded.dead_letter_blob}"
             )
 
+    with _stage(result, "act", say):
+        executed = execute(the_plan, services.graph, services.mde, services.audit, options.actions)
+        record_verification(checked, services.audit, result.cycle_id)
+        result.counts.update({f"actions_{k}": v for k, v in executed.counts.items()})
+        actions_document = {
+            "mode": options.actions.mode.value,
+            "plan": the_plan.to_json(),
+            "execution": executed.to_json(),
+            "verification": checked.to_json(),
+        }
+        (out / "actions.json").write_text(json.dumps(actions_document, indent=2) + "\n")
+        if executed.failed:
+            result.errors.append(f"{len(executed.failed)} actions failed (see actions.json)")
+
     with _stage(result, "blocklists", say):
         published = _publish_blocklists(services, result, snapshot_path, now, out)
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
@@ -237,6 +288,7 @@ def _run_stages(
         html = render_report(
             document,
             load_matrix().to_json(),
+            actions=_action_rows(the_plan, executed, checked),
             blocklists=[_publication_summary(p) for p in published],
             ingestion={
                 "sent": uploaded.sent,
@@ -252,6 +304,56 @@ def _run_stages(
             },
         )
         (out / "report.html").write_text(html, encoding="utf-8")
+
+
+def _with_verification_findings(
+    coverages: list[DeviceCoverage], checked: Verification
+) -> list[DeviceCoverage]:
+    """Devices whose EDR-block action did not take effect carry that as a finding too."""
+    extra: dict[str, list[Finding]] = {}
+    for item in checked.not_effective:
+        extra.setdefault(item.device_id, []).append(item.finding)
+    if not extra:
+        return coverages
+    return [
+        replace(c, findings=c.findings + tuple(extra[c.facts.device_id]))
+        if c.facts.device_id in extra
+        else c
+        for c in coverages
+    ]
+
+
+def _action_rows(
+    the_plan: Plan, executed: ExecutionReport, checked: Verification
+) -> list[dict[str, Any]]:
+    """One line per device for the report: what was planned, done, held back or found."""
+    outcomes = {o.action_id: o for o in executed.outcomes}
+    rows: list[dict[str, Any]] = []
+    for action, status in [(a, "planned") for a in the_plan.executable] + [
+        (a, "awaiting approval") for a in the_plan.awaiting_approval
+    ]:
+        outcome = outcomes.get(action.action_id)
+        rows.append(
+            {
+                "device_id": action.device_id,
+                "device_name": action.device_name,
+                "action": "add to the EDR in block mode group",
+                "status": outcome.outcome if outcome else status,
+                "reason": (outcome.error if outcome and outcome.error else None)
+                or "passive, eligible, and not in EDR in block mode",
+            }
+        )
+    for finding in checked.not_effective:
+        rows.append(
+            {
+                "device_id": finding.device_id,
+                "device_name": finding.device_name,
+                "action": "verify EDR in block mode",
+                "status": "not effective",
+                "reason": finding.finding.message,
+            }
+        )
+    return rows
 
 
 def _publication_summary(published: Published) -> dict[str, Any]:
@@ -330,7 +432,9 @@ def _ingest(
     with (out / "log-analytics-rows.jsonl").open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    return services.sink.upload(COVERAGE, rows, cycle_id=result.cycle_id)
+    uploaded = services.sink.upload(COVERAGE, rows, cycle_id=result.cycle_id)
+    result.counts["coverage_stored"] = services.coverage.save_rows(rows)
+    return uploaded
 
 
 def _publish_blocklists(
@@ -373,6 +477,8 @@ def _publish_blocklists(
                     version=published.version,
                 )
     services.state.save("blocklists", manifest)
+    # The streaming detector matches traffic against the same normalised entries.
+    services.blocklists.put_json(ENTRIES_BLOB, entries_document(lists))
     return published_all
 
 

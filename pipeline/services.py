@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
+from azure.data.tables import TableServiceClient
 from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
 
+from pipeline.act.safety import ActionSettings
 from pipeline.config import ConfigError, PipelineSettings
+from pipeline.coverage_store import CoverageStore
 from pipeline.cycle import CycleServices
 from pipeline.lab.azurite import AzuriteProcess
 from pipeline.lab.collector_docs import write_collector_documents
@@ -109,10 +112,11 @@ def lab_environment(
             table_endpoint=None,
             managed_identity_client_id=None,
             audit_table="AuditTrail",
+            coverage_table="DeviceCoverage",
             blocklist_container="blocklists",
             dead_letter_container="dead-letters",
             state_container="pipeline-state",
-            actions_enabled=False,
+            actions=ActionSettings(edr_block_group_id=config.edr_block_group_id),
             tenant=LAB_TENANT,
         )
         tokens = {
@@ -168,6 +172,7 @@ def _services(
         if settings.storage_connection_string:
             connection = settings.storage_connection_string
             blobs = BlobServiceClient.from_connection_string(connection, **options)
+            tables = TableServiceClient.from_connection_string(connection, **options)
             audit = AuditTrail.from_connection_string(connection, settings.audit_table, **options)
             dead_letters = DeadLetterStore.from_connection_string(
                 connection, settings.dead_letter_container, **options
@@ -180,6 +185,9 @@ def _services(
                 )
             blobs = BlobServiceClient(
                 settings.blob_endpoint, credential=storage_credential, **options
+            )
+            tables = TableServiceClient(
+                settings.table_endpoint, credential=storage_credential, **options
             )
             audit = AuditTrail.from_account_url(
                 settings.table_endpoint, storage_credential, settings.audit_table, **options
@@ -205,6 +213,7 @@ def _services(
             lease=lease,
             state=BlobStateStore(blobs.get_container_client(settings.state_container)),
             blocklists=BlobBlocklistStore(blobs.get_container_client(settings.blocklist_container)),
+            coverage=CoverageStore(tables.get_table_client(settings.coverage_table)),
         )
 
 

@@ -28,7 +28,10 @@ WANTED_ROLES = {
         "WindowsDefenderATP",
         (
             "Machine.Read.All",  # machines and the device antivirus health export
-            "Ti.Read.All",  # indicators, including those other tools created
+            # List Indicators shows an app every indicator (including those Defender for Cloud
+            # Apps created) only with Ti.ReadWrite.All; with Ti.ReadWrite, only its own
+            # (learn.microsoft.com/defender-endpoint/api/get-ti-indicators-collection).
+            "Ti.ReadWrite.All",
             "AdvancedQuery.Read.All",  # advanced hunting through the Defender API
             "Machine.ReadWrite.All",  # device tags
         ),
@@ -36,7 +39,10 @@ WANTED_ROLES = {
     "00000003-0000-0000-c000-000000000000": (
         "Microsoft Graph",
         (
-            "Device.Read.All",  # resolve a Defender device to its Entra device object
+            # Resolve a Defender device to its Entra object, and add it to the EDR-in-block-mode
+            # group: Graph asks for Device.ReadWrite.All (not only .Read.All) when the member
+            # being added is a device (learn.microsoft.com/graph/api/group-post-members).
+            "Device.ReadWrite.All",
             "GroupMember.ReadWrite.All",  # add devices to the EDR-in-block-mode group
             "ThreatHunting.Read.All",  # security/runHuntingQuery
         ),

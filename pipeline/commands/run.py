@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from pipeline.act.safety import ActionSettings
 from pipeline.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from pipeline.config import ConfigError, PipelineSettings
 from pipeline.cycle import CycleError, CycleOptions, CycleResult, run_cycle
@@ -23,7 +24,7 @@ from pipeline.lab.fleet import DEFAULT_DEVICES, DEFAULT_SEED, MAX_DEVICES
 from pipeline.services import LAB_TENANT, lab_environment, services_from_settings
 from pipeline.sources.settings import SettingsError, SourceSettings
 
-STAGES = ("collect", "evaluate", "audit-modes", "ingest", "blocklists", "report")
+STAGES = ("collect", "evaluate", "audit-modes", "plan", "ingest", "act", "blocklists", "report")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="use this storage instead of starting Azurite",
     )
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (./out)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="with --lab: really add eligible devices to the lab's EDR-block-mode group "
+        "(still within the caps; real tenants use ACTIONS_ENABLED)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -84,11 +91,14 @@ def run(args: argparse.Namespace) -> int:
                     collector_dir=env.collector_dir,
                     holder=f"cli@{os.uname().nodename}",
                     tenant_name=f"Contoso lab ({args.devices} devices)",
-                    dry_run=True,
+                    actions=ActionSettings(
+                        actions_enabled=args.live,
+                        edr_block_group_id=env.lab.config.edr_block_group_id,
+                    ),
                     progress=progress,
                 )
                 result = run_cycle(env.services, options)
-                _print_summary(result, ingested_to=env.ingestion.out_dir)
+                _print_summary(result, ingested_to=env.ingestion.out_dir, mode=_mode(options))
         else:
             settings = PipelineSettings.from_env(os.environ)
             sources = SourceSettings.from_env(os.environ)
@@ -97,11 +107,11 @@ def run(args: argparse.Namespace) -> int:
                     out_dir=out,
                     tenant=settings.tenant,
                     holder=f"cli@{os.uname().nodename}",
-                    dry_run=not settings.actions_enabled,
+                    actions=settings.actions,
                     progress=progress,
                 )
                 result = run_cycle(services, options)
-                _print_summary(result, ingested_to=None)
+                _print_summary(result, ingested_to=None, mode=_mode(options))
     except (ConfigError, SettingsError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -117,9 +127,15 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.status == "completed" else EXIT_PARTIAL
 
 
-def _print_summary(result: CycleResult, *, ingested_to: Path | None) -> None:
+def _mode(options: CycleOptions) -> str:
+    if options.dry_run:
+        return f"{options.actions.mode.value.replace('_', ' ')}: no device was changed"
+    return "live: eligible devices within the caps were changed"
+
+
+def _print_summary(result: CycleResult, *, ingested_to: Path | None, mode: str) -> None:
     counts, summary = result.counts, result.summary
-    print(f"\nCycle {result.cycle_id}: {result.status} (dry run: no device was changed)")
+    print(f"\nCycle {result.cycle_id}: {result.status} ({mode})")
     if result.status == "stood_down":
         print(f"  another cycle holds the lease: {result.errors[0]}")
         return
@@ -134,6 +150,12 @@ def _print_summary(result: CycleResult, *, ingested_to: Path | None) -> None:
         f"  rows sent to Log Analytics: {counts.get('rows_sent', 0)}"
         f" (dead-lettered: {counts.get('rows_dead_lettered', 0)})"
     )
+    print(
+        f"  EDR in block mode:        {counts.get('actions_planned', 0)} planned, "
+        f"{counts.get('actions_awaiting_approval', 0)} awaiting approval, "
+        f"{counts.get('actions_added', 0)} added, {counts.get('actions_failed', 0)} failed, "
+        f"{counts.get('actions_not_effective', 0)} not effective"
+    )
     print(f"  blocklists changed:       {counts.get('blocklists_changed', 0)}")
     print(
         f"  time:                     {sum(result.durations.values()):.1f}s "
@@ -142,7 +164,13 @@ def _print_summary(result: CycleResult, *, ingested_to: Path | None) -> None:
     for error in result.errors:
         print(f"  ! {error}")
     print(f"\nOutput: {result.out_dir}")
-    for name in ("evaluation.json", "log-analytics-rows.jsonl", "blocklists/", "report.html"):
+    for name in (
+        "report.html",
+        "evaluation.json",
+        "log-analytics-rows.jsonl",
+        "actions.json",
+        "blocklists/",
+    ):
         print(f"  {name}")
     if ingested_to is not None:
         print(f"  what the local Logs Ingestion endpoint received: {ingested_to}")

@@ -122,6 +122,12 @@ class Index(StrEnum):
     CYCLE = "cycle"
     DEVICE = "device"
     DAY = "day"
+    KIND = "kind"  # action events only: "every device ever acted on" is one partition
+
+
+# Kinds also indexed by kind, so a cycle can read every earlier action in one partition scan
+# instead of one query per device.
+_KIND_INDEXED_PREFIX = "action_"
 
 
 class AuditError(Exception):
@@ -653,6 +659,8 @@ def _index_keys(event: AuditEvent) -> list[tuple[Index, str]]:
         keys.append((Index.CYCLE, event.cycle_id))
     if event.device_id is not None:
         keys.append((Index.DEVICE, event.device_id))
+    if event.kind.startswith(_KIND_INDEXED_PREFIX):
+        keys.append((Index.KIND, event.kind))
     return keys
 
 

@@ -72,6 +72,18 @@ class BlobBlocklistStore:
         )
         log.info("published blocklist %s version %d (%s)", name, version, sha256[:12])
 
+    def put_json(self, name: str, document: Any) -> None:
+        """A JSON document beside the lists (e.g. the entries the streaming detector matches)."""
+        if not self._ready:
+            _ensure(self._container)
+            self._ready = True
+        self._container.upload_blob(
+            name,
+            json.dumps(document, separators=(",", ":")).encode("utf-8"),
+            overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
+
     def get(self, name: str) -> tuple[str, dict[str, str]] | None:
         """Content and metadata of a published list, or None if it was never published."""
         try:

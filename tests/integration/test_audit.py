@@ -40,6 +40,16 @@ def _all_entities(process: AzuriteProcess, trail: AuditTrail) -> list[dict[str, 
     return [dict(entity) for entity in table.list_entities()]
 
 
+def test_action_events_are_also_indexed_by_kind(azurite: AzuriteProcess) -> None:
+    trail = _trail(azurite)
+    action = trail.action_executed("cycle-k", "dev-k", action_id="a-1", action="edr_block")
+    trail.mode_changed("cycle-k", "dev-k", from_state="active", to_state="passive")
+
+    executed = list(trail.iter_events(Index.KIND, AuditKind.ACTION_EXECUTED))
+    assert action.event_id in [e.event_id for e in executed]
+    assert list(trail.iter_events(Index.KIND, AuditKind.MODE_CHANGED)) == []
+
+
 def test_event_is_indexed_by_cycle_device_and_day(azurite: AzuriteProcess) -> None:
     trail = _trail(azurite)
 
@@ -74,7 +84,7 @@ def test_entries_are_never_overwritten_and_a_retry_is_idempotent(azurite: Azurit
     trail.append([event, event])
 
     entities = _all_entities(azurite, trail)
-    assert len(entities) == 3  # one per index, no duplicates
+    assert len(entities) == 4  # cycle, device, day and (an action) kind; no duplicates
     assert trail.by_cycle("cycle-2").events[0].event_id == event.event_id
 
     # The store itself refuses a second write of the same key: nothing can overwrite an entry.

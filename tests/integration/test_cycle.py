@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.act.safety import ActionSettings
 from pipeline.cycle import CycleError, CycleOptions, CycleResult, run_cycle
 from pipeline.lab.azurite import AzuriteProcess
 from pipeline.services import LAB_TENANT, LabEnvironment, lab_environment
@@ -118,31 +119,51 @@ def test_ingestion_partly_failing_dead_letters_and_audits_without_losing_rows(
     assert AuditKind.BATCH_DEAD_LETTERED in kinds(env, result)
 
 
-def test_storage_stopping_mid_cycle_fails_loudly_and_a_rerun_completes(
+def test_storage_stopping_mid_cycle_fails_loudly_and_a_rerun_repeats_no_action(
     tmp_path: Path, env: LabEnvironment, storage: AzuriteProcess
 ) -> None:
-    def stop_storage_at_ingest(stage: str, message: str) -> None:
-        if stage == "ingest" and message == "started":
+    group = env.lab.config.edr_block_group_id
+    live = ActionSettings(
+        actions_enabled=True, edr_block_group_id=group, max_devices=1000, max_percent=100
+    )
+
+    def stop_storage_after_acting(stage: str, message: str) -> None:
+        if stage == "blocklists" and message == "started":
             storage.stop()
 
-    with pytest.raises(CycleError, match=r"failed: stage (ingest|blocklists)"):
-        run_cycle(env.services, options(tmp_path / "one", env, progress=stop_storage_at_ingest))
+    with pytest.raises(CycleError, match=r"failed: stage blocklists"):
+        run_cycle(
+            env.services,
+            options(tmp_path / "one", env, actions=live, progress=stop_storage_after_acting),
+        )
     failed = json.loads((tmp_path / "one" / "cycle.json").read_text())
     assert failed["status"] == "failed"
+    members = env.lab.group_members(group)
+    assert members, "the failed cycle had already acted before storage went away"
+    adds_before = _group_adds(env)
 
     storage.start()
     # The failed cycle could not release its lease; it would lapse within a minute. Breaking it
     # stands in for that wait.
     env.services.lease.break_lease()
-    rerun = run_cycle(env.services, options(tmp_path / "two", env))
+    rerun = run_cycle(env.services, options(tmp_path / "two", env, actions=live))
+
     assert rerun.status == "completed", rerun.errors
     assert rerun.counts["rows_sent"] == DEVICES
+    # Nothing that already took effect is done again: no new group additions, no duplicates.
+    assert _group_adds(env) == adds_before
+    assert sorted(env.lab.group_members(group)) == sorted(set(members))
+    assert rerun.counts["actions_planned"] == 0
     finished = [
         e.details["status"]
         for e in env.services.audit.iter_events(Index.CYCLE, rerun.cycle_id)
         if e.kind == AuditKind.CYCLE_FINISHED
     ]
     assert finished == ["completed"]
+
+
+def _group_adds(env: LabEnvironment) -> int:
+    return sum(1 for r in env.lab.requests if r.method == "POST" and r.path.endswith("/$ref"))
 
 
 def test_two_cycles_at_once_one_stands_down(tmp_path: Path, env: LabEnvironment) -> None:

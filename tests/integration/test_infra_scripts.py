@@ -23,10 +23,10 @@ pytestmark = pytest.mark.integration
 SCRIPTS = Path(__file__).resolve().parents[2] / "infra" / "scripts"
 WANTED = {
     (DEFENDER_APP_ID, "Machine.Read.All"),
-    (DEFENDER_APP_ID, "Ti.Read.All"),
+    (DEFENDER_APP_ID, "Ti.ReadWrite.All"),
     (DEFENDER_APP_ID, "AdvancedQuery.Read.All"),
     (DEFENDER_APP_ID, "Machine.ReadWrite.All"),
-    (GRAPH_APP_ID, "Device.Read.All"),
+    (GRAPH_APP_ID, "Device.ReadWrite.All"),
     (GRAPH_APP_ID, "GroupMember.ReadWrite.All"),
     (GRAPH_APP_ID, "ThreatHunting.Read.All"),
 }
@@ -70,7 +70,7 @@ def test_grant_assigns_exactly_the_roles_then_changes_nothing(graph_server: Grap
     assert first.returncode == 0, first.stderr
     assert _held(graph_server) == WANTED
     assert first.stdout.count("assigned   ") == 7
-    assert "assigned   WindowsDefenderATP Ti.Read.All" in first.stdout
+    assert "assigned   WindowsDefenderATP Ti.ReadWrite.All" in first.stdout
 
     writes = len(graph_server.state.writes)
     second = _run("grant_api_permissions.py", graph_server, "--principal-id", identity)

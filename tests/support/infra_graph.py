@@ -59,7 +59,7 @@ def default_state() -> GraphState:
         "displayName": "WindowsDefenderATP",
         "appRoles": _roles(
             "Machine.Read.All",
-            "Ti.Read.All",
+            "Ti.ReadWrite.All",
             "Ti.ReadWrite.All",
             "AdvancedQuery.Read.All",
             "Machine.ReadWrite.All",
@@ -71,7 +71,7 @@ def default_state() -> GraphState:
         "appId": GRAPH_APP_ID,
         "displayName": "Microsoft Graph",
         "appRoles": _roles(
-            "Device.Read.All",
+            "Device.ReadWrite.All",
             "GroupMember.ReadWrite.All",
             "ThreatHunting.Read.All",
             "User.Read.All",

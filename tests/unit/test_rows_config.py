@@ -46,7 +46,8 @@ BASE = {
 
 def test_settings_default_to_dry_run_and_undeclared_tenant_toggles() -> None:
     settings = PipelineSettings.from_env(BASE)
-    assert settings.actions_enabled is False
+    assert settings.actions.actions_enabled is False
+    assert settings.actions.mode.value == "dry_run"
     assert settings.tenant.custom_network_indicators is None
     assert settings.audit_table == "AuditTrail"
 
