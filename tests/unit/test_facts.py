@@ -477,3 +477,25 @@ def test_40_tamper_protection_guards_passive_mode_too() -> None:
 def test_findings_are_pure_and_repeatable() -> None:
     facts = device(state=State.PASSIVE, mode_source=ModeSource.COLLECTOR)
     assert list(findings_for(facts, full_tenant())) == list(findings_for(facts, full_tenant()))
+
+
+# Microsoft's capabilities-by-platform table ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("capability", "platform", "expected"),
+    [
+        ("device_control", Platform.WINDOWS_SERVER, Status.NOT_APPLICABLE),
+        ("device_control", Platform.LINUX, Status.NOT_APPLICABLE),
+        ("device_control", Platform.MACOS, Status.ENFORCED),
+        ("tamper_protection", Platform.LINUX, Status.NOT_APPLICABLE),
+        ("tamper_protection", Platform.MACOS, Status.ENFORCED),
+        ("automated_investigation", Platform.MACOS, Status.NOT_APPLICABLE),
+        ("automated_investigation", Platform.LINUX, Status.NOT_APPLICABLE),
+        ("edr_block_mode", Platform.LINUX, Status.NOT_APPLICABLE),
+        ("asr_rules", Platform.MACOS, Status.NOT_APPLICABLE),
+        ("indicator_file", Platform.LINUX, Status.ENFORCED),
+    ],
+)
+def test_capabilities_by_platform_on_an_active_device(
+    capability: str, platform: Platform, expected: Status
+) -> None:
+    assert status(evaluate(device(state=State.ACTIVE, platform=platform)), capability) is expected
