@@ -35,6 +35,12 @@ param analyticsRulesEnabled bool = true
 @description('True once the Microsoft Defender XDR connector sends the Device* tables to the workspace; rules that read them are created only then, because Sentinel refuses a rule over a missing table.')
 param defenderXdrTablesPresent bool = false
 
+@description('Let the app publish the MdeBlockedResources watchlist the network-events rule reads; grants the identity Microsoft Sentinel Contributor on the workspace.')
+param publishWatchlist bool = true
+
+@description('Alias of the watchlist of blocked domains and addresses; the network-events rule reads MdeBlockedResources.')
+param watchlistAlias string = 'MdeBlockedResources'
+
 @description('Deploy an Event Hubs namespace, hub and consumer group for the Defender XDR streaming API.')
 param enableStreaming bool = false
 
@@ -77,6 +83,14 @@ param mdeApiUrl string = 'https://api.security.microsoft.com'
 
 @description('Object id of the Entra group the EDR-in-block-mode Intune policy targets (printed by infra/scripts/edr_block_mode_policy.py); empty until that step has run.')
 param edrBlockModeGroupId string = ''
+
+@description('A fleet with more devices than this is evaluated in queued shards (FANOUT_THRESHOLD_DEVICES); 0 never fans out.')
+@minValue(0)
+param fanOutThresholdDevices int = 50000
+
+@description('About how many devices each fan-out shard evaluates (FANOUT_SHARD_DEVICES).')
+@minValue(1)
+param fanOutShardDevices int = 20000
 
 @description('Tags applied to every resource, on top of azd-env-name.')
 param tags object = {}
@@ -264,6 +278,19 @@ module rbac 'modules/rbac.bicep' = {
   ]
 }
 
+// In the workspace's resource group, which may not be the app's: see the module's header.
+module rbacWorkspace 'modules/rbac-workspace.bicep' = if (publishWatchlist) {
+  name: 'rbac-workspace'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    principalId: identity.outputs.principalId
+    workspaceName: workspaceName
+  }
+  dependsOn: [
+    workspace
+  ]
+}
+
 // Identity-based connections only: `<connection>__credential` and `__clientId` make the Functions
 // host and the SDKs use the user-assigned identity instead of a key.
 var baseSettings = {
@@ -289,7 +316,13 @@ var baseSettings = {
   CYCLE_SCHEDULE: '0 0 */6 * * *' // every six hours; NCRONTAB with seconds
   COLLECTOR_QUEUE: collectorQueue
   FANOUT_QUEUE: fanOutQueue
+  // A fleet above the threshold is evaluated in queued shards of about this many devices each.
+  FANOUT_THRESHOLD_DEVICES: string(fanOutThresholdDevices)
+  FANOUT_SHARD_DEVICES: string(fanOutShardDevices)
   EDR_BLOCK_GROUP_ID: edrBlockModeGroupId
+  // Empty turns the watchlist publication off (the app then lacks the role to write it anyway).
+  SENTINEL_WORKSPACE_RESOURCE_ID: publishWatchlist ? workspaceResourceId : ''
+  WATCHLIST_ALIAS: watchlistAlias
 }
 var streamingSettings = {
   DefenderStream__fullyQualifiedNamespace: enableStreaming ? eventHubs.outputs.fullyQualifiedNamespace : ''

@@ -6,11 +6,14 @@ the renderers, and the data lines must be exactly the entries the renderer says 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.act.blocklist import (
     FORMATS,
@@ -20,8 +23,9 @@ from pipeline.act.blocklist import (
     build_blocklists,
     render,
 )
+from pipeline.act.blocklist.formats.watchlist import render_watchlist_lists
 from pipeline.indicators import parse_indicators
-from tests.support.daemons import hostile_batches
+from tests.support.daemons import hostile_batches, hostile_values
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -94,6 +98,33 @@ def assert_windows_script(rendered: Rendered, empty: Rendered) -> None:
     assert [line.strip()[1:-1] for line in addresses] == list(rendered.entries)
 
 
+# RFC 4180, written out: a field is bare (no comma, quote or line break) or quoted with inner
+# quotes doubled; a record is five fields. The CSV module is only used to read the values back.
+CSV_FIELD = r'(?:[^",\r\n]*|"(?:[^"\r\n]|"")*")'
+CSV_RECORD = rf"{CSV_FIELD}(?:,{CSV_FIELD}){{4}}"
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def assert_watchlist_csv(rendered: Rendered) -> None:
+    content = rendered.content
+    assert content.endswith("\r\n")
+    lines = content.split("\r\n")[:-1]
+    assert all("\r" not in line and "\n" not in line for line in lines)
+    assert lines[0] == "Value,Type,IndicatorId,Action,App"
+    assert lines[1:] == list(rendered.entries)
+
+    for line in lines[1:]:
+        assert re.fullmatch(CSV_RECORD, line), line
+        [cells] = list(csv.reader(io.StringIO(line, newline="")))
+        value, kind, indicator_id, action, app = cells
+        assert re.fullmatch(NAME if kind == "domain" else r"[0-9a-f.:]+", value), line
+        assert kind in ("domain", "ip"), line
+        assert action in ("Block", "BlockAndRemediate", "AlertAndBlock", "Warn", "Allowed"), line
+        for cell in (indicator_id, app):
+            assert not cell.startswith(FORMULA_STARTS), line
+            assert all(char == " " or char.isprintable() for char in cell), line
+
+
 def assert_azure_document(rendered: Rendered) -> None:
     document = json.loads(rendered.content)
     assert set(document) == {"properties"}
@@ -115,15 +146,19 @@ def assert_azure_document(rendered: Rendered) -> None:
 def test_every_format_stays_within_its_grammar_for_hostile_input(records: list[object]) -> None:
     lists = lists_from(records)
     empty = lists_from([])
+    assert_watchlist_csv(render_watchlist_lists(lists))
 
     for list_name in LIST_NAMES:
         for fmt in FORMATS:
             rendered = render(lists, fmt, list_name)
-            assert_plain_lines(rendered)
+            if fmt != "sentinel-watchlist":  # CSV lines end in CRLF and may carry Unicode names
+                assert_plain_lines(rendered)
             if fmt == "windows-firewall":
                 assert_windows_script(rendered, render(empty, fmt, list_name))
             elif fmt == "azure-firewall":
                 assert_azure_document(rendered)
+            elif fmt == "sentinel-watchlist":
+                assert_watchlist_csv(rendered)
             else:
                 assert_line_grammar(rendered)
 
@@ -143,6 +178,38 @@ def test_squid_domain_lines_never_overlap(records: list[object]) -> None:
 
 
 def test_the_grammars_cover_every_line_format() -> None:
-    handled = {*GRAMMARS, "windows-firewall", "azure-firewall"}
+    handled = {*GRAMMARS, "windows-firewall", "azure-firewall", "sentinel-watchlist"}
 
     assert handled == set(FORMATS)
+
+
+def _spreadsheet_bait() -> st.SearchStrategy[str]:
+    # What a spreadsheet would run: a formula sign, possibly after spaces, then hostile text.
+    return st.builds(
+        lambda pad, sign, rest: pad + sign + rest,
+        st.sampled_from(["", " ", "\t", "\r\n"]),
+        st.sampled_from(["=", "+", "-", "@"]),
+        hostile_values(),
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    apps=st.lists(_spreadsheet_bait(), min_size=1, max_size=5),
+    ids=st.lists(_spreadsheet_bait(), min_size=1, max_size=5),
+)
+def test_watchlist_cells_never_start_a_formula(apps: list[str], ids: list[str]) -> None:
+    records: list[object] = [
+        {
+            "id": ids[n % len(ids)],
+            "indicatorValue": f"d{n}.example",
+            "indicatorType": "DomainName",
+            "action": "Block",
+            "application": app,
+        }
+        for n, app in enumerate(apps)
+    ]
+
+    rendered = render_watchlist_lists(lists_from(records))
+
+    assert_watchlist_csv(rendered)

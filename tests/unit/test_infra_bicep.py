@@ -21,7 +21,11 @@ ROLE_NAMES = {
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "a638d3c7-ab3a-418d-83e6-5f17a39d4fde": "Azure Event Hubs Data Receiver",
+    "ab8e14d6-4a74-4a29-9ba8-549422addade": "Microsoft Sentinel Contributor",
 }
+# rbac.bicep holds the assignments in the app's resource group; rbac-workspace.bicep the one on
+# the workspace, which may live in another resource group.
+RBAC_FILES = (MODULES / "rbac.bicep", MODULES / "rbac-workspace.bicep")
 
 FILES = bicep.bicep_files()
 FILE_IDS = [str(p.relative_to(INFRA)) for p in FILES]
@@ -116,24 +120,26 @@ def test_role_assignments_live_only_in_rbac_bicep() -> None:
         if resource["type"] == "Microsoft.Authorization/roleAssignments"
     }
 
-    assert holders == {"rbac.bicep"}
+    assert holders == {path.name for path in RBAC_FILES}
 
 
-def test_every_role_assignment_is_named_scoped_and_deterministic() -> None:
-    parsed = bicep.parse_file(MODULES / "rbac.bicep")
+@pytest.mark.parametrize("path", RBAC_FILES, ids=[p.name for p in RBAC_FILES])
+def test_every_role_assignment_is_named_scoped_and_deterministic(path: Path) -> None:
+    parsed = bicep.parse_file(path)
 
     assert bicep.role_assignment_problems(parsed, ROLE_NAMES) == []
 
 
 def test_each_role_sits_on_the_single_resource_that_needs_it() -> None:
-    parsed = bicep.parse_file(MODULES / "rbac.bicep")
-    scope_types = {name: r["type"] for name, r, _ in bicep.resources(parsed)}
     granted = set()
-    for _, resource, body in bicep.resources(parsed):
-        if resource["type"] == "Microsoft.Authorization/roleAssignments":
-            role = bicep.function(body["properties"]["roleDefinitionId"])
-            assert role is not None
-            granted.add((ROLE_NAMES[role[1]["resource_name_1"]], scope_types[body["scope"]]))
+    for path in RBAC_FILES:
+        parsed = bicep.parse_file(path)
+        scope_types = {name: r["type"] for name, r, _ in bicep.resources(parsed)}
+        for _, resource, body in bicep.resources(parsed):
+            if resource["type"] == "Microsoft.Authorization/roleAssignments":
+                role = bicep.function(body["properties"]["roleDefinitionId"])
+                assert role is not None
+                granted.add((ROLE_NAMES[role[1]["resource_name_1"]], scope_types[body["scope"]]))
 
     assert granted == {
         ("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts"),
@@ -142,6 +148,7 @@ def test_each_role_sits_on_the_single_resource_that_needs_it() -> None:
         ("Monitoring Metrics Publisher", "Microsoft.Insights/dataCollectionRules"),
         ("Monitoring Metrics Publisher", "Microsoft.Insights/components"),
         ("Azure Event Hubs Data Receiver", "Microsoft.EventHub/namespaces/eventhubs"),
+        ("Microsoft Sentinel Contributor", "Microsoft.OperationalInsights/workspaces"),
     }
 
 

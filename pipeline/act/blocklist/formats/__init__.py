@@ -2,7 +2,9 @@
 
 Each format writes only normalised values (see ``normalise``), so none needs quoting beyond its
 own syntax, and reports what it cannot express instead of widening it: a DNS list cannot block a
-URL path, a firewall rule cannot match a name, a hosts file cannot match subdomains.
+URL path, a firewall rule cannot match a name, a hosts file cannot match subdomains. The
+``sentinel-watchlist`` format is not enforced by anything: it is the CSV a Sentinel analytics
+rule reads to know what is blocked (see ``pipeline.act.watchlist``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from typing import Final, get_args
 
 from pipeline.act.blocklist.build import Blocklist, Blocklists, ListName
-from pipeline.act.blocklist.formats import dns, edl, firewall, squid
+from pipeline.act.blocklist.formats import dns, edl, firewall, squid, watchlist
 from pipeline.act.blocklist.formats._base import FormatName, Omission, Rendered, RenderOptions
 
 __all__ = ["FORMATS", "FormatName", "Omission", "RenderOptions", "Rendered", "render"]
@@ -30,6 +32,7 @@ _RENDERERS: Final[dict[FormatName, _Renderer]] = {
     "edl-ips": edl.render_ips,
     "windows-firewall": firewall.render_windows_firewall,
     "azure-firewall": firewall.render_azure_firewall,
+    "sentinel-watchlist": watchlist.render_watchlist,
 }
 FORMATS: Final[tuple[FormatName, ...]] = get_args(FormatName)
 

@@ -19,6 +19,7 @@ FormatName = Literal[
     "edl-ips",
     "windows-firewall",
     "azure-firewall",
+    "sentinel-watchlist",
 ]
 
 
