@@ -229,6 +229,7 @@ module storage 'modules/storage.bicep' = {
       collectorQueue
       fanOutQueue
     ]
+    snapshotPrefix: '${stateContainer}/snapshots/'
     tags: allTags
   }
 }

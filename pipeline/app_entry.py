@@ -2,15 +2,15 @@
 
 ========================  =====================================================================
 ``run_scheduled_cycle``   timer: the full cycle, ``pipeline.cycle.run_cycle``
-``run_fanout_message``    queue ``FANOUT_QUEUE``: one shard of devices, ``pipeline.cycle.run_shard``
+``run_fanout_message``    queue ``FANOUT_QUEUE``: one shard, ``pipeline.fanout.run_shard``
 ``process_stream``        Event Hubs: streaming detection, upload, dead letters, audit
 ``process_collector``     queue ``COLLECTOR_QUEUE``: a collector document updates the device's mode
 ``approve_action``        HTTP: approval of a pending action, ``pipeline.act.edr_block``
 ========================  =====================================================================
 
-The cycle and the EDR block-mode action are separate modules. They are imported when called, so
-the app still loads (and every other function still works) while one is missing, and the call
-fails with :class:`EntryPointUnavailable` saying which module is absent.
+The cycle, the shard evaluation and the EDR block-mode action are separate modules. They are
+imported when called, so the app still loads (and every other function still works) while one
+is missing, and the call fails with :class:`EntryPointUnavailable` saying which module is absent.
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def run_scheduled_cycle(*, past_due: bool, env: Mapping[str, str] | None = None)
             tenant=settings_now.tenant,
             holder=holder,
             actions=settings_now.actions,
+            fanout=settings_now.fanout,
         )
         result = cycle.run_cycle(deployed, options)
     logger.info("cycle %s finished: %s %s", result.cycle_id, result.status, result.counts)
@@ -179,20 +180,24 @@ def parse_fanout_message(body: bytes | str) -> FanoutMessage:
 
 
 def run_fanout_message(body: bytes | str, env: Mapping[str, str] | None = None) -> Any:
-    """Evaluate one shard (``pipeline.cycle.run_shard(settings, message)``).
+    """Evaluate one shard (``pipeline.fanout.run_shard(settings, message)``), returning its
+    ``ShardResult``.
 
-    A malformed message raises :class:`MessageError`; the queue moves it to the poison queue
-    after its retries, where an operator sees it.
+    The shard reads the cycle's settings (``pipeline.config.PipelineSettings``: ingestion,
+    storage, the tenant's declared settings), the same ones the timer's cycle reads. A
+    malformed message raises :class:`MessageError`; the queue moves it to the poison queue after
+    its retries, where an operator sees it.
     """
     message = parse_fanout_message(body)
-    run_shard = _delegate("pipeline.cycle", "run_shard", "the pipeline cycle's shard evaluation")
+    run_shard = _delegate("pipeline.fanout", "run_shard", "the fan-out shard evaluation")
+    config = _module("pipeline.config", "the pipeline cycle's settings")
     logger.info(
         "fan-out shard %d of %d: %s devices",
         message.shard,
         message.shards,
         "all" if message.device_ids is None else len(message.device_ids),
     )
-    return run_shard(settings(env), message)
+    return run_shard(config.PipelineSettings.from_env(os.environ if env is None else env), message)
 
 
 # -- streaming detection -------------------------------------------------------------------------

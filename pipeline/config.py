@@ -9,13 +9,13 @@ The MDE/Graph connection settings (``MDE_*``, ``GRAPH_API_URL``) belong to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.act.safety import ActionSettings
 from pipeline.errors import ConfigError
 from pipeline.model import TenantSettings
 
-__all__ = ["ConfigError", "PipelineSettings"]
+__all__ = ["ConfigError", "FanoutSettings", "PipelineSettings"]
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,6 +31,47 @@ def _flag(env: Mapping[str, str], name: str, default: bool | None) -> bool | Non
     if raw in _FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, got {env[name]!r}")
+
+
+def _count(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+# A fan-out message names its shard out of at most this many (pipeline.app_entry checks it).
+MAX_SHARDS = 4096
+
+
+@dataclass(frozen=True)
+class FanoutSettings:
+    """When a cycle hands evaluation to queued shards, and how large each shard is."""
+
+    # A fleet larger than this is evaluated in shards; 0 turns fan-out off.
+    threshold_devices: int = 50_000
+    shard_devices: int = 20_000
+
+    def shards_for(self, devices: int) -> int:
+        """How many shards a fleet of ``devices`` needs; 0 when it is evaluated in one go."""
+        if self.threshold_devices == 0 or devices <= self.threshold_devices:
+            return 0
+        wanted = -(-devices // self.shard_devices)  # ceiling division
+        # Past the limit the shards simply grow: selection by hash works for any count.
+        return min(wanted, MAX_SHARDS)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FanoutSettings:
+        return cls(
+            threshold_devices=_count(env, "FANOUT_THRESHOLD_DEVICES", 50_000, 0),
+            shard_devices=_count(env, "FANOUT_SHARD_DEVICES", 20_000, 1),
+        )
 
 
 @dataclass(frozen=True)
@@ -51,6 +92,10 @@ class PipelineSettings:
     # Acting on devices is off unless explicitly turned on (see pipeline.act.safety).
     actions: ActionSettings
     tenant: TenantSettings
+    # Fan-out: the queue shards are sent to (none: never fan out) and when to use it.
+    fanout_queue: str | None = None
+    queue_endpoint: str | None = None
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PipelineSettings:
@@ -91,4 +136,7 @@ class PipelineSettings:
                 mde_license=license_,  # type: ignore[arg-type]  # checked just above
                 mda_enforce_app_access=_flag(env, "TENANT_MDA_ENFORCE_APP_ACCESS", None),
             ),
+            fanout_queue=env.get("FANOUT_QUEUE") or None,
+            queue_endpoint=env.get("STORAGE_QUEUE_ENDPOINT") or None,
+            fanout=FanoutSettings.from_env(env),
         )

@@ -11,6 +11,14 @@ Everything the cycle produces is also written to ``out_dir`` for people to open:
 ``snapshot.json``, ``evaluation.json``, ``log-analytics-rows.jsonl``, ``actions.json`` (the
 EDR-in-block-mode plan, what was executed, and the verification of earlier actions),
 ``blocklists/``, ``report.html`` and ``cycle.json``.
+
+Every cycle also keeps its snapshot in the state store (``snapshots/<cycle id>.json``, with
+``snapshots/latest.json`` naming the newest). When the fleet is larger than the fan-out threshold
+and a fan-out queue is configured, the cycle does not evaluate it in one go: after collecting it
+audits mode changes, queues one message per shard (``pipeline.fanout.run_shard`` evaluates,
+ingests and stores each shard), publishes the blocklists, which are tenant-wide, and finishes
+with the status ``fanned_out``. EDR in block mode is then neither planned nor executed: its caps
+and approvals are decided over the whole fleet, which no single shard sees.
 """
 
 from __future__ import annotations
@@ -48,15 +56,17 @@ from pipeline.act.edr_block import (
     verify,
 )
 from pipeline.act.safety import ActionSettings, ExecutionMode
+from pipeline.config import FanoutSettings
 from pipeline.detect import ENTRIES_BLOB, entries_document
 from pipeline.evaluate import Evaluator
 from pipeline.indicators import parse_indicators
 from pipeline.inputs import read_files
 from pipeline.matrix import load_matrix
-from pipeline.model import DeviceCoverage, Finding, RejectedRecord, TenantSettings
+from pipeline.model import DeviceCoverage, Finding, Inputs, RejectedRecord, TenantSettings
 from pipeline.output import Summary, evaluation_document, write_json
 from pipeline.report import render_report
 from pipeline.rows import coverage_row
+from pipeline.sharding import LATEST_SNAPSHOT, shard_messages, snapshot_blob
 from pipeline.sinks.audit import AuditTrail
 from pipeline.sinks.lease import CycleLease, LeaseHeld
 from pipeline.sinks.log_analytics import LogAnalyticsSink, UploadResult
@@ -74,11 +84,31 @@ PUBLISHED_LISTS: tuple[ListName, ...] = ("block", "warn")
 
 
 class StateStore(Protocol):
-    """Small named JSON documents that outlive a cycle (last modes, last published lists)."""
+    """Small named JSON documents that outlive a cycle (last modes, last published lists), and
+    whole files by name (the collected snapshot, for fan-out shards)."""
 
     def load(self, name: str) -> Any | None: ...
 
     def save(self, name: str, document: Any) -> None: ...
+
+    def put_file(
+        self, name: str, path: Path, *, metadata: Mapping[str, str] | None = None
+    ) -> None: ...
+
+    def get_file(self, name: str, path: Path) -> dict[str, str] | None: ...
+
+    def put_document(self, name: str, document: Any) -> None: ...
+
+    def get_document(self, name: str) -> Any | None: ...
+
+
+class ShardQueue(Protocol):
+    """Where a fanned-out cycle sends its shard messages (the FANOUT_QUEUE)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def send_all(self, messages: Iterable[str]) -> int: ...
 
 
 class BlocklistStore(Protocol):
@@ -105,6 +135,7 @@ class CycleServices:
     state: StateStore
     blocklists: BlocklistStore
     coverage: CoverageSink
+    fanout: ShardQueue | None = None  # None: the cycle always evaluates the whole fleet itself
 
 
 @dataclass
@@ -115,6 +146,7 @@ class CycleOptions:
     holder: str = "pipeline"
     tenant_name: str = "tenant"
     actions: ActionSettings = field(default_factory=ActionSettings)  # dry-run unless enabled
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
     progress: Progress = field(default=lambda _stage, _message: None)
 
     @property
@@ -125,7 +157,7 @@ class CycleOptions:
 @dataclass
 class CycleResult:
     cycle_id: str
-    status: str  # completed, completed_with_errors, stood_down, failed
+    status: str  # completed, completed_with_errors, fanned_out, stood_down, failed
     counts: dict[str, int] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -172,7 +204,7 @@ def run_cycle(
     with outcome.keep_alive():
         services.audit.cycle_started(cycle_id, dry_run=options.dry_run, holder=options.holder)
         try:
-            _run_stages(services, options, result, started)
+            fanned_out = _run_stages(services, options, result, started)
         except Exception as exc:
             # Record how far the cycle got before failing loudly; the audit write itself may be
             # what failed (storage down), so it must not hide the original error.
@@ -180,7 +212,10 @@ def run_cycle(
             result.errors.append(f"{type(exc).__name__}: {exc}")
             _finish(services, result, options)
             raise CycleError(f"cycle {cycle_id} failed: {exc}") from exc
-        result.status = "completed_with_errors" if result.errors else "completed"
+        if fanned_out:
+            result.status = "fanned_out"
+        else:
+            result.status = "completed_with_errors" if result.errors else "completed"
         _finish(services, result, options)
     return result
 
@@ -216,7 +251,8 @@ def _stage(result: CycleResult, name: str, say: Progress) -> Iterator[None]:
 
 def _run_stages(
     services: CycleServices, options: CycleOptions, result: CycleResult, now: datetime
-) -> None:
+) -> bool:
+    """Run every stage; True when the evaluation was handed to fan-out shards instead."""
     out, say = options.out_dir, options.progress
     snapshot_path = out / "snapshot.json"
 
@@ -230,13 +266,22 @@ def _run_stages(
             now=now,
         )
         _count_collection(result, collected)
+        fleet = _fleet_size(collected)
+        _store_snapshot(services, result, snapshot_path, now, fleet)
+
+    shards = options.fanout.shards_for(fleet) if services.fanout is not None else 0
+    if shards:
+        _fan_out(services, options, result, snapshot_path, now=now, shards=shards)
+        return True
 
     with _stage(result, "evaluate", say):
         coverages, rejected, summary = _evaluate(snapshot_path, options, result)
         result.summary = summary.to_json()
 
     with _stage(result, "audit-modes", say):
-        _audit_mode_changes(services, result, coverages)
+        _audit_mode_changes(
+            services, result, {c.facts.device_id: c.facts.state.value for c in coverages}
+        )
 
     with _stage(result, "plan", say):
         history = load_history(services.audit, coverages, options.actions, now=now)
@@ -304,6 +349,69 @@ def _run_stages(
             },
         )
         (out / "report.html").write_text(html, encoding="utf-8")
+    return False
+
+
+def _fleet_size(collected: CollectionResult) -> int:
+    """The number of devices the largest source returned: enough to decide on fan-out."""
+    sources = ("deviceavinfo", "machines", "tvmInfoGathering", "collectorDocuments")
+    return max((collected.counts.get(source, 0) for source in sources), default=0)
+
+
+def _store_snapshot(
+    services: CycleServices, result: CycleResult, snapshot_path: Path, now: datetime, fleet: int
+) -> None:
+    """Keep the snapshot where fan-out shards and later re-evaluations can read it."""
+    blob = snapshot_blob(result.cycle_id)
+    collected_at = now.isoformat().replace("+00:00", "Z")
+    services.state.put_file(
+        blob,
+        snapshot_path,
+        metadata={"cycle_id": result.cycle_id, "collected_at": collected_at, "devices": str(fleet)},
+    )
+    # The pointer is written after the snapshot, so it never names one that is not there yet.
+    services.state.put_document(
+        LATEST_SNAPSHOT,
+        {"cycleId": result.cycle_id, "blob": blob, "collectedAt": collected_at, "devices": fleet},
+    )
+
+
+def _fan_out(
+    services: CycleServices,
+    options: CycleOptions,
+    result: CycleResult,
+    snapshot_path: Path,
+    *,
+    now: datetime,
+    shards: int,
+) -> None:
+    """Queue the shards; keep the tenant-wide stages (mode changes, blocklists) here."""
+    say = options.progress
+    assert services.fanout is not None  # checked by the caller
+
+    with _stage(result, "audit-modes", say):
+        inputs = read_files([snapshot_path])
+        _count_inputs(result, inputs)
+        _audit_mode_changes(
+            services, result, {facts.device_id: facts.state.value for facts in inputs.devices}
+        )
+        del inputs  # the shards read the snapshot again; this process need not hold it
+
+    with _stage(result, "fan-out", say):
+        sent = services.fanout.send_all(shard_messages(result.cycle_id, shards))
+        result.counts["shards"] = sent
+        log.info(
+            "cycle %s: %d devices fanned out into %d shards on %s",
+            result.cycle_id,
+            result.counts["devices"],
+            sent,
+            services.fanout.name,
+        )
+        say("fan-out", f"{sent} shards queued on {services.fanout.name}")
+
+    with _stage(result, "blocklists", say):
+        published = _publish_blocklists(services, result, snapshot_path, now, options.out_dir)
+        result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
 
 def _with_verification_findings(
@@ -383,29 +491,37 @@ def _evaluate(
     snapshot_path: Path, options: CycleOptions, result: CycleResult
 ) -> tuple[list[DeviceCoverage], list[RejectedRecord], Summary]:
     inputs = read_files([snapshot_path])
-    tenant = options.tenant
-    if inputs.indicator_kinds is not None and tenant.indicator_kinds is None:
-        tenant = replace(tenant, indicator_kinds=frozenset(inputs.indicator_kinds))
     matrix = load_matrix()
-    evaluator = Evaluator(matrix, tenant)
+    evaluator = evaluator_for(inputs, options.tenant)
     coverages = [evaluator.evaluate(facts) for facts in inputs.devices]
 
     summary = Summary(matrix_version=matrix.version)
     with (options.out_dir / "evaluation.json").open("w", encoding="utf-8") as handle:
         write_json(handle, iter(coverages), inputs.rejected, summary)
-    result.counts["devices"] = summary.devices
+    _count_inputs(result, inputs)
     result.counts["devices_with_gaps"] = summary.devices_with_gaps
-    result.counts["rejected_records"] = len(inputs.rejected)
-    if inputs.rejected:
-        result.errors.append(f"{len(inputs.rejected)} input records rejected")
     return coverages, inputs.rejected, summary
 
 
+def evaluator_for(inputs: Inputs, tenant: TenantSettings) -> Evaluator:
+    """The evaluator a snapshot calls for: the tenant's settings, and the indicator kinds the
+    snapshot shows in use unless the operator declared them."""
+    if inputs.indicator_kinds is not None and tenant.indicator_kinds is None:
+        tenant = replace(tenant, indicator_kinds=frozenset(inputs.indicator_kinds))
+    return Evaluator(load_matrix(), tenant)
+
+
+def _count_inputs(result: CycleResult, inputs: Inputs) -> None:
+    result.counts["devices"] = len(inputs.devices)
+    result.counts["rejected_records"] = len(inputs.rejected)
+    if inputs.rejected:
+        result.errors.append(f"{len(inputs.rejected)} input records rejected")
+
+
 def _audit_mode_changes(
-    services: CycleServices, result: CycleResult, coverages: list[DeviceCoverage]
+    services: CycleServices, result: CycleResult, current: dict[str, str]
 ) -> None:
     previous: dict[str, str] = services.state.load("device-modes") or {}
-    current = {c.facts.device_id: c.facts.state.value for c in coverages}
     changed = 0
     if previous:
         # Only real changes are audited; the first cycle records the baseline in the state store.

@@ -36,6 +36,14 @@ param queueNames array
 @maxValue(365)
 param deleteRetentionDays int = 7
 
+@description('Blob name prefix (container/path) of the cycle snapshots that fan-out shards read.')
+param snapshotPrefix string
+
+@description('Days a cycle snapshot is kept before a lifecycle rule deletes it.')
+@minValue(1)
+@maxValue(365)
+param snapshotRetentionDays int = 7
+
 @description('Tags applied to the storage account.')
 param tags object
 
@@ -140,3 +148,37 @@ output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
+
+// Each cycle stores its snapshot for the fan-out shards; nothing else reads old ones.
+resource snapshotLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-old-cycle-snapshots'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                snapshotPrefix
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: snapshotRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}

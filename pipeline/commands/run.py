@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                     tenant=settings.tenant,
                     holder=f"cli@{os.uname().nodename}",
                     actions=settings.actions,
+                    fanout=settings.fanout,
                     progress=progress,
                 )
                 result = run_cycle(services, options)
