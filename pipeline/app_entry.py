@@ -122,6 +122,7 @@ def run_scheduled_cycle(*, past_due: bool, env: Mapping[str, str] | None = None)
             holder=holder,
             actions=settings_now.actions,
             fanout=settings_now.fanout,
+            watchlist=settings_now.watchlist,
         )
         result = cycle.run_cycle(deployed, options)
     logger.info("cycle %s finished: %s %s", result.cycle_id, result.status, result.counts)

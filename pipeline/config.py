@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipeline.act.safety import ActionSettings
+from pipeline.act.watchlist import WatchlistSettings
 from pipeline.errors import ConfigError
 from pipeline.model import TenantSettings
 
@@ -96,6 +97,10 @@ class PipelineSettings:
     fanout_queue: str | None = None
     queue_endpoint: str | None = None
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    # The Sentinel watchlist of blocked resources; not configured without a workspace id.
+    watchlist: WatchlistSettings = field(
+        default_factory=lambda: WatchlistSettings(workspace_resource_id=None)
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PipelineSettings:
@@ -139,4 +144,5 @@ class PipelineSettings:
             fanout_queue=env.get("FANOUT_QUEUE") or None,
             queue_endpoint=env.get("STORAGE_QUEUE_ENDPOINT") or None,
             fanout=FanoutSettings.from_env(env),
+            watchlist=WatchlistSettings.from_env(env),
         )

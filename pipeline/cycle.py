@@ -23,6 +23,7 @@ and approvals are decided over the whole fleet, which no single shard sees.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from azure.core.credentials import TokenCredential
 
 from pipeline.act.blocklist import (
     FORMATS,
@@ -45,6 +48,7 @@ from pipeline.act.blocklist import (
     publish,
     render,
 )
+from pipeline.act.blocklist.formats.watchlist import render_watchlist_lists
 from pipeline.act.edr_block import (
     ExecutionReport,
     Plan,
@@ -56,6 +60,7 @@ from pipeline.act.edr_block import (
     verify,
 )
 from pipeline.act.safety import ActionSettings, ExecutionMode
+from pipeline.act.watchlist import WatchlistError, WatchlistSettings, publish_watchlist
 from pipeline.config import FanoutSettings
 from pipeline.detect import ENTRIES_BLOB, entries_document
 from pipeline.evaluate import Evaluator
@@ -136,6 +141,7 @@ class CycleServices:
     blocklists: BlocklistStore
     coverage: CoverageSink
     fanout: ShardQueue | None = None  # None: the cycle always evaluates the whole fleet itself
+    management_credential: TokenCredential | None = None  # Azure management plane (watchlist)
 
 
 @dataclass
@@ -147,6 +153,9 @@ class CycleOptions:
     tenant_name: str = "tenant"
     actions: ActionSettings = field(default_factory=ActionSettings)  # dry-run unless enabled
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    watchlist: WatchlistSettings = field(
+        default_factory=lambda: WatchlistSettings(workspace_resource_id=None)
+    )
     progress: Progress = field(default=lambda _stage, _message: None)
 
     @property
@@ -325,7 +334,7 @@ def _run_stages(
             result.errors.append(f"{len(executed.failed)} actions failed (see actions.json)")
 
     with _stage(result, "blocklists", say):
-        published = _publish_blocklists(services, result, snapshot_path, now, out)
+        published = _publish_blocklists(services, options, result, snapshot_path, now=now, out=out)
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
     with _stage(result, "report", say):
@@ -410,7 +419,9 @@ def _fan_out(
         say("fan-out", f"{sent} shards queued on {services.fanout.name}")
 
     with _stage(result, "blocklists", say):
-        published = _publish_blocklists(services, result, snapshot_path, now, options.out_dir)
+        published = _publish_blocklists(
+            services, options, result, snapshot_path, now=now, out=options.out_dir
+        )
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
 
@@ -554,7 +565,13 @@ def _ingest(
 
 
 def _publish_blocklists(
-    services: CycleServices, result: CycleResult, snapshot_path: Path, now: datetime, out: Path
+    services: CycleServices,
+    options: CycleOptions,
+    result: CycleResult,
+    snapshot_path: Path,
+    *,
+    now: datetime,
+    out: Path,
 ) -> list[Published]:
     with snapshot_path.open(encoding="utf-8") as handle:
         indicators = json.load(handle).get("indicators") or []
@@ -592,10 +609,50 @@ def _publish_blocklists(
                     removed=published.diff.removed,
                     version=published.version,
                 )
-    services.state.save("blocklists", manifest)
     # The streaming detector matches traffic against the same normalised entries.
     services.blocklists.put_json(ENTRIES_BLOB, entries_document(lists))
+    manifest["watchlist"] = _publish_watchlist(
+        services, options, result, lists, previous_manifest.get("watchlist")
+    )
+    services.state.save("blocklists", manifest)
     return published_all
+
+
+def _publish_watchlist(
+    services: CycleServices,
+    options: CycleOptions,
+    result: CycleResult,
+    lists: Blocklists,
+    previous: Any,
+) -> Any:
+    """Keep the Sentinel watchlist the network-events rule reads equal to the block list.
+
+    It is detection content, not an action on devices, so it follows the content (published when
+    it changed) rather than ACTIONS_ENABLED. A failure is reported, not fatal: the proxy, DNS and
+    firewall lists above are already out. Returns what the state store keeps of it.
+    """
+    settings = options.watchlist
+    if not settings.configured:
+        return previous
+    content = render_watchlist_lists(lists).content
+    if previous == hashlib.sha256(content.encode("utf-8")).hexdigest():
+        return previous  # unchanged since the last publication
+    try:
+        outcome = publish_watchlist(lists, settings, services.management_credential)
+    except WatchlistError as exc:
+        result.errors.append(f"watchlist {settings.alias}: {exc}")
+        return previous
+    services.audit.blocklist_published(
+        result.cycle_id,
+        target=f"sentinel-watchlist/{settings.alias}",
+        content_hash=outcome.sha256,
+        size_bytes=len(outcome.content.encode("utf-8")),
+        added=outcome.rows,
+        removed=0,
+        mode=outcome.mode,
+    )
+    result.counts["watchlist_rows"] = outcome.rows
+    return outcome.sha256 if not settings.dry_run else previous
 
 
 def _previous(saved: dict[str, Any] | None, rendered: Rendered) -> Published | None:

@@ -65,6 +65,11 @@ def services_from_settings(
         graph_tokens=graph_tokens,
         ingestion_credential=ingestion_credential,
         storage_credential=storage_credential,
+        management_credential=ManagedIdentityCredential(
+            client_id=settings.managed_identity_client_id
+        )
+        if settings.watchlist.configured
+        else None,
     ) as services:
         yield services
 
@@ -211,6 +216,7 @@ def _services(
     ingestion_credential: TokenCredential,
     storage_credential: TokenCredential | None,
     storage_client_options: Mapping[str, Any] | None = None,
+    management_credential: TokenCredential | None = None,
 ) -> Iterator[CycleServices]:
     options = dict(storage_client_options or {})
     with ExitStack() as stack:
@@ -239,6 +245,7 @@ def _services(
             blocklists=BlobBlocklistStore(blobs.get_container_client(settings.blocklist_container)),
             coverage=CoverageStore(storage.tables.get_table_client(settings.coverage_table)),
             fanout=storage.fanout,
+            management_credential=management_credential,
         )
 
 

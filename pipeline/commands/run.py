@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                     holder=f"cli@{os.uname().nodename}",
                     actions=settings.actions,
                     fanout=settings.fanout,
+                    watchlist=settings.watchlist,
                     progress=progress,
                 )
                 result = run_cycle(services, options)

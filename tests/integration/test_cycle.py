@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.act.safety import ActionSettings
+from pipeline.act.watchlist import WatchlistSettings
 from pipeline.cycle import CycleError, CycleOptions, CycleResult, run_cycle
 from pipeline.lab.azurite import AzuriteProcess
-from pipeline.services import LAB_TENANT, LabEnvironment, lab_environment
+from pipeline.services import LAB_TENANT, FixedTokenCredential, LabEnvironment, lab_environment
 from pipeline.sinks.audit import AuditKind, Index
 from pipeline.sinks.lease import Lease
 from pipeline.tables import COVERAGE
+from tests.support.watchlist_server import TOKEN as WATCHLIST_TOKEN
+from tests.support.watchlist_server import SentinelWatchlistsFake, serve
 
 pytestmark = pytest.mark.integration
 
@@ -178,3 +181,25 @@ def test_two_cycles_at_once_one_stands_down(tmp_path: Path, env: LabEnvironment)
     assert "another-host/cycle" in result.errors[0]
     assert not (tmp_path / "out" / "evaluation.json").exists()
     assert env.ingestion.accepted_rows(COVERAGE.stream_name) == []
+
+
+def test_the_cycle_publishes_the_sentinel_watchlist_once_per_change(
+    tmp_path: Path, env: LabEnvironment
+) -> None:
+    fake = SentinelWatchlistsFake()
+    workspace = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-sec/providers/"
+        "Microsoft.OperationalInsights/workspaces/law-sec"
+    )
+    with serve(fake) as base_url:
+        env.services.management_credential = FixedTokenCredential(WATCHLIST_TOKEN)
+        settings = WatchlistSettings(workspace_resource_id=workspace, management_url=base_url)
+
+        first = run_cycle(env.services, options(tmp_path / "one", env, watchlist=settings))
+        second = run_cycle(env.services, options(tmp_path / "two", env, watchlist=settings))
+
+    rows = fake.rows(workspace, settings.alias)
+    assert first.counts["watchlist_rows"] == len(rows) > 0
+    assert any(row["Value"] == "mega.nz" and row["Type"] == "domain" for row in rows)
+    assert "watchlist_rows" not in second.counts  # unchanged: nothing sent again
+    assert len(fake.calls("PUT")) == 1
