@@ -13,38 +13,11 @@ from dataclasses import dataclass, field
 
 from pipeline.act.safety import ActionSettings
 from pipeline.act.watchlist import WatchlistSettings
+from pipeline.envvars import flag, whole
 from pipeline.errors import ConfigError
 from pipeline.model import TenantSettings
 
 __all__ = ["ConfigError", "FanoutSettings", "PipelineSettings"]
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool | None) -> bool | None:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")
-
-
-def _count(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
 
 
 # A fan-out message names its shard out of at most this many (pipeline.app_entry checks it).
@@ -70,8 +43,8 @@ class FanoutSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FanoutSettings:
         return cls(
-            threshold_devices=_count(env, "FANOUT_THRESHOLD_DEVICES", 50_000, 0),
-            shard_devices=_count(env, "FANOUT_SHARD_DEVICES", 20_000, 1),
+            threshold_devices=whole(env, "FANOUT_THRESHOLD_DEVICES", 50_000, minimum=0),
+            shard_devices=whole(env, "FANOUT_SHARD_DEVICES", 20_000, minimum=1),
         )
 
 
@@ -135,11 +108,11 @@ class PipelineSettings:
             state_container=env.get("STATE_CONTAINER") or "pipeline-state",
             actions=ActionSettings.from_env(env),
             tenant=TenantSettings(
-                edr_block_mode=_flag(env, "TENANT_EDR_BLOCK_MODE", None),
-                custom_network_indicators=_flag(env, "TENANT_CUSTOM_NETWORK_INDICATORS", None),
-                allow_or_block_file=_flag(env, "TENANT_ALLOW_OR_BLOCK_FILE", None),
+                edr_block_mode=flag(env, "TENANT_EDR_BLOCK_MODE", None),
+                custom_network_indicators=flag(env, "TENANT_CUSTOM_NETWORK_INDICATORS", None),
+                allow_or_block_file=flag(env, "TENANT_ALLOW_OR_BLOCK_FILE", None),
                 mde_license=license_,  # type: ignore[arg-type]  # checked just above
-                mda_enforce_app_access=_flag(env, "TENANT_MDA_ENFORCE_APP_ACCESS", None),
+                mda_enforce_app_access=flag(env, "TENANT_MDA_ENFORCE_APP_ACCESS", None),
             ),
             fanout_queue=env.get("FANOUT_QUEUE") or None,
             queue_endpoint=env.get("STORAGE_QUEUE_ENDPOINT") or None,

@@ -36,13 +36,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pipeline.envvars import flag, number, whole
 from pipeline.errors import ConfigError
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TAG_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 MAX_TAG_CHARS = 200
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 SETTING_KEYS: dict[str, str] = {
     "ACTIONS_ENABLED": "false = dry-run: plan and audit, change nothing (default false)",
@@ -103,14 +102,14 @@ class ActionSettings:
     def from_env(cls, env: Mapping[str, str]) -> ActionSettings:
         """Read the keys above; a malformed value raises :class:`ConfigError` naming its key."""
         return cls(
-            actions_enabled=_flag(env, "ACTIONS_ENABLED", default=False),
-            max_devices=_int(env, "ACTION_MAX_DEVICES", 25),
-            max_percent=_float(env, "ACTION_MAX_PERCENT", 2.0),
-            kill_switch=_flag(env, "KILL_SWITCH", default=False),
+            actions_enabled=flag(env, "ACTIONS_ENABLED", False),
+            max_devices=whole(env, "ACTION_MAX_DEVICES", 25),
+            max_percent=number(env, "ACTION_MAX_PERCENT", 2.0),
+            kill_switch=flag(env, "KILL_SWITCH", False),
             edr_block_group_id=(env.get("EDR_BLOCK_GROUP_ID") or "").strip() or None,
             tag_machines=(env.get("ACTION_TAG_MACHINES") or "").strip() or None,
-            verify_after_hours=_float(env, "EDR_BLOCK_VERIFY_AFTER_HOURS", 24.0),
-            approval_days=_int(env, "ACTION_APPROVAL_DAYS", 7),
+            verify_after_hours=number(env, "EDR_BLOCK_VERIFY_AFTER_HOURS", 24.0),
+            approval_days=whole(env, "ACTION_APPROVAL_DAYS", 7),
         )
 
     @property
@@ -130,40 +129,6 @@ class ActionSettings:
         """
         by_percent = math.floor(fleet_size * self.max_percent / 100)
         return max(0, min(self.max_devices, by_percent))
-
-
-def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
-    return value
 
 
 __all__ = ["SETTING_KEYS", "ActionSettings", "ExecutionMode"]
