@@ -284,7 +284,7 @@ def _run_stages(
         return True
 
     with _stage(result, "evaluate", say):
-        coverages, rejected, summary = _evaluate(snapshot_path, options, result)
+        coverages, rejected, summary, indicators = _evaluate(snapshot_path, options, result)
         result.summary = summary.to_json()
 
     with _stage(result, "audit-modes", say):
@@ -334,7 +334,7 @@ def _run_stages(
             result.errors.append(f"{len(executed.failed)} actions failed (see actions.json)")
 
     with _stage(result, "blocklists", say):
-        published = _publish_blocklists(services, options, result, snapshot_path, now=now, out=out)
+        published = _publish_blocklists(services, options, result, indicators, now=now, out=out)
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
     with _stage(result, "report", say):
@@ -404,6 +404,7 @@ def _fan_out(
         _audit_mode_changes(
             services, result, {facts.device_id: facts.state.value for facts in inputs.devices}
         )
+        indicators = inputs.indicators or []
         del inputs  # the shards read the snapshot again; this process need not hold it
 
     with _stage(result, "fan-out", say):
@@ -420,7 +421,7 @@ def _fan_out(
 
     with _stage(result, "blocklists", say):
         published = _publish_blocklists(
-            services, options, result, snapshot_path, now=now, out=options.out_dir
+            services, options, result, indicators, now=now, out=options.out_dir
         )
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
@@ -500,7 +501,8 @@ def _count_collection(result: CycleResult, collected: CollectionResult) -> None:
 
 def _evaluate(
     snapshot_path: Path, options: CycleOptions, result: CycleResult
-) -> tuple[list[DeviceCoverage], list[RejectedRecord], Summary]:
+) -> tuple[list[DeviceCoverage], list[RejectedRecord], Summary, list[Any]]:
+    """Evaluate the snapshot's devices; also hand back its indicators for the blocklists."""
     inputs = read_files([snapshot_path])
     matrix = load_matrix()
     evaluator = evaluator_for(inputs, options.tenant)
@@ -511,7 +513,7 @@ def _evaluate(
         write_json(handle, iter(coverages), inputs.rejected, summary)
     _count_inputs(result, inputs)
     result.counts["devices_with_gaps"] = summary.devices_with_gaps
-    return coverages, inputs.rejected, summary
+    return coverages, inputs.rejected, summary, inputs.indicators or []
 
 
 def evaluator_for(inputs: Inputs, tenant: TenantSettings) -> Evaluator:
@@ -568,13 +570,11 @@ def _publish_blocklists(
     services: CycleServices,
     options: CycleOptions,
     result: CycleResult,
-    snapshot_path: Path,
+    indicators: list[Any],
     *,
     now: datetime,
     out: Path,
 ) -> list[Published]:
-    with snapshot_path.open(encoding="utf-8") as handle:
-        indicators = json.load(handle).get("indicators") or []
     parsed = parse_indicators(indicators)
     lists: Blocklists = build_blocklists(parsed.indicators, now, parsed.rejected)
     result.counts["indicators_rejected"] = len(lists.rejected)

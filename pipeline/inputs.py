@@ -185,6 +185,7 @@ def parse_snapshot(name: str, snapshot: Mapping[str, Any]) -> Inputs:
 
     indicators = snapshot.get("indicators")
     if isinstance(indicators, list):
+        out.indicators = indicators
         out.indicator_kinds = set()
         for record in indicators:
             if isinstance(record, dict):
@@ -486,6 +487,8 @@ def _extend(into: Inputs, more: Inputs) -> None:
     into.rejected.extend(more.rejected)
     if more.indicator_kinds is not None:
         into.indicator_kinds = (into.indicator_kinds or set()) | more.indicator_kinds
+    if more.indicators is not None:
+        into.indicators = (into.indicators or []) + more.indicators
 
 
 def _text(value: Any) -> str | None:

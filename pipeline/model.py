@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 
 class State(StrEnum):
@@ -165,3 +165,5 @@ class Inputs:
     rejected: list[RejectedRecord] = field(default_factory=list)
     # Kinds of indicator the tenant has (url, ip, file, certificate, mda); None = not known.
     indicator_kinds: set[str] | None = None
+    # The tenant's indicator records as the API returned them, when a snapshot carried them.
+    indicators: list[Any] | None = None
