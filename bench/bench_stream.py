@@ -9,10 +9,10 @@ indicators (domains, hosts, addresses, a few Allow entries, unsanctioned app dom
 devices of which a third are active. About 3% of connections reach a listed entry; a few percent
 are inbound, listening or failed; some devices are unknown to the mode cache.
 
-The baseline is ``json.loads`` of every message and nothing else: the detector cannot do less
-than read its input. The detector run does all of its work: decode, validate the envelope, filter,
-look up the device, match, and build the detection rows. Targets: at least 200,000 events per
-second on one core, and at most 2x the decode time.
+The baseline is ``orjson.loads`` (the detector's own decoder) of every message and nothing
+else: the detector cannot do less than read its input. The detector run does all of its work:
+decode, validate the envelope, filter, look up the device, match, and build the detection rows.
+Targets: at least 200,000 events per second on one core, and at most 2x the decode time.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -230,8 +232,9 @@ def run_workload(
     ]
 
     def decode_only() -> None:
+        # The same decoder the detector uses (pipeline.detect.envelope).
         for body in bodies:
-            json.loads(body)
+            orjson.loads(body)
 
     def detect_all() -> None:
         for invocation in invocations:
@@ -284,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         bodies = make_batches(args.events, device_ids, domains, addresses, seed=5, narrow=narrow)
         results.append(run_workload(label, bodies, detector, args.events, args.runs))
     print(
-        "note: with full rows json.loads alone stays under 200,000 events/s, so only the ratio "
-        "can be met there; the narrow rows carry just the columns the detector reads."
+        "note: decoding (orjson, as the detector uses) is the floor; full rows carry every "
+        "DeviceNetworkEvents column, narrow rows just the columns the detector reads."
     )
     return 0
 

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
+
 __all__ = [
     "DEVICE_EVENTS",
     "NETWORK_EVENTS",
@@ -144,7 +146,9 @@ def parse_batch(bodies: Sequence[bytes | str]) -> ParsedBatch:
 def records_of(batch: ParsedBatch, position: int, body: bytes | str) -> list[Any]:
     """The records of one message; an unreadable message is added to ``batch.poison``."""
     try:
-        document = json.loads(body)
+        # orjson is several times faster than json on these messages, which is most of the
+        # detector's cost; it raises a ValueError subclass for anything it cannot read.
+        document = orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         batch.poison.append(PoisonRecord(position, None, f"not JSON: {error}", _excerpt(body)))
         return []
