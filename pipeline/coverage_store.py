@@ -21,12 +21,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, UpdateMode
 
 from pipeline.detect.modes_cache import DeviceMode, ModesCache
@@ -40,6 +47,7 @@ logger = logging.getLogger(__name__)
 MAX_ROW_UNITS: Final = 30_000
 _BATCH: Final = 100
 _WRITERS: Final = 8  # transactions in flight at once
+_ATTEMPTS: Final = 3  # tries of one transaction whose connection broke
 
 
 class CoverageStoreError(Exception):
@@ -85,13 +93,31 @@ class CoverageStore:
 
     def _submit(self, partition: str, entities: list[dict[str, Any]]) -> None:
         operations = [("upsert", e, {"mode": UpdateMode.MERGE}) for e in entities]
-        try:
-            self._table.submit_transaction(operations)
-        except AzureError as error:
-            raise CoverageStoreError(
-                f"could not store coverage of {len(operations)} devices in partition "
-                f"{partition}: {error}"
-            ) from error
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                self._table.submit_transaction(operations)
+                return
+            except (ServiceRequestError, ServiceResponseError) as error:
+                # The SDK does not retry a transaction (a POST) whose connection broke; upserts
+                # are idempotent, so sending the same batch again is safe.
+                if attempt == _ATTEMPTS:
+                    raise self._failed(partition, operations, error) from error
+                logger.warning(
+                    "coverage store: partition %s, attempt %d failed (%s); retrying",
+                    partition,
+                    attempt,
+                    error,
+                )
+                time.sleep(0.5 * attempt)
+            except AzureError as error:
+                raise self._failed(partition, operations, error) from error
+
+    @staticmethod
+    def _failed(partition: str, operations: list[Any], error: Exception) -> CoverageStoreError:
+        return CoverageStoreError(
+            f"could not store coverage of {len(operations)} devices in partition "
+            f"{partition}: {error}"
+        )
 
     def update_mode(self, mode: DeviceMode) -> tuple[DeviceMode | None, bool]:
         """Record a device's mode unless a newer one is stored.
