@@ -67,8 +67,12 @@ class StaticToken:
         return "StaticToken(<redacted>)"
 
 
-class _CachedTokens:
-    """Caches one token and fetches a new one when it is close to expiry or invalidated."""
+class CachedTokens:
+    """Caches one token and fetches a new one when it is close to expiry or invalidated.
+
+    Subclasses implement ``_fetch`` (a new token and its lifetime) and set ``describe`` for the
+    log line; nothing here ever logs the token itself.
+    """
 
     describe = "token"
 
@@ -103,7 +107,7 @@ class _CachedTokens:
         return f"{type(self).__name__}({self.describe})"
 
 
-class ClientCredentialsTokens(_CachedTokens):
+class ClientCredentialsTokens(CachedTokens):
     """OAuth 2.0 client-credentials grant (RFC 6749 section 4.4) against ``token_url``."""
 
     def __init__(
@@ -159,7 +163,7 @@ class ClientCredentialsTokens(_CachedTokens):
         return value, float(body.get("expires_in", 3600))
 
 
-class AzureIdentityTokens(_CachedTokens):
+class AzureIdentityTokens(CachedTokens):
     """Tokens from an ``azure-identity`` credential (managed identity, secret or certificate)."""
 
     def __init__(self, credential: Any, scope: str, *, clock: Clock | None = None) -> None:
@@ -178,7 +182,7 @@ class AzureIdentityTokens(_CachedTokens):
         return str(access.token), float(access.expires_on) - time.time()
 
 
-class MsalTokens(_CachedTokens):
+class MsalTokens(CachedTokens):
     """Tokens from an ``msal.ConfidentialClientApplication`` (app registration, any tenant)."""
 
     def __init__(self, app: Any, scope: str, *, clock: Clock | None = None) -> None:

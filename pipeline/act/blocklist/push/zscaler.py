@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from pipeline.act.blocklist.push.base import (
     SentRequest,
     Sleep,
 )
+from pipeline.sources.auth import CachedTokens
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,13 @@ _VALUE: Final = re.compile(rf"\.{_HOST}|{_HOST}(?:{_PATH})?")
 _CATEGORY_ID: Final = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
-class ZIdentityTokens:
+class ZIdentityTokens(CachedTokens):
     """OAuth 2.0 client-credentials tokens from ZIdentity for the Zscaler OneAPI.
 
     ``token_url`` is ``https://<vanity domain>.zslogin.net/oauth2/v1/token``; the request names
     the OneAPI audience (https://help.zscaler.com/oneapi/understanding-oneapi). Tokens are kept
-    until shortly before they expire and dropped when the API answers 401. Neither the secret
-    nor a token is ever logged or shown in ``repr``.
+    until shortly before they expire and dropped when the API answers 401 (``CachedTokens``).
+    Neither the secret nor a token is ever logged or shown in ``repr``.
     """
 
     def __init__(
@@ -89,32 +89,14 @@ class ZIdentityTokens:
         timeout: float = 30.0,
         clock: Clock = time.monotonic,
     ) -> None:
+        super().__init__(clock, margin=_REFRESH_MARGIN)
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
         self._audience = audience
         self._http = http
         self._timeout = timeout
-        self._clock = clock
-        self._value: str | None = None
-        self._refresh_at = 0.0
-        self._lock = threading.Lock()
-        self.fetches = 0
-
-    def token(self) -> str:
-        with self._lock:
-            now = self._clock()
-            if self._value is None or now >= self._refresh_at:
-                value, lifetime = self._fetch()
-                self.fetches += 1
-                self._value = value
-                self._refresh_at = now + max(lifetime - _REFRESH_MARGIN, lifetime / 2)
-                log.info("zscaler: obtained a ZIdentity token, valid for %.0f s", lifetime)
-            return self._value
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._value = None
+        self.describe = "a ZIdentity token for zscaler"
 
     def _fetch(self) -> tuple[str, float]:
         form = {
