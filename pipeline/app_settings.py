@@ -19,19 +19,18 @@ settings ``infra/main.bicep`` writes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.data.tables import TableServiceClient
 from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from pipeline.detect.modes_cache import UNKNOWN_DEVICE_POLICIES, UnknownDevicePolicy
+from pipeline.sources.auth import FixedTokenCredential
 
 __all__ = ["AppSettings", "AppSettingsError", "LocalToken"]
 
@@ -45,17 +44,14 @@ class AppSettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
-class LocalToken:
-    """A fixed token for the local ingestion endpoint; it opens nothing in Azure."""
+class LocalToken(FixedTokenCredential):
+    """The fixed token for the local ingestion endpoint; it opens nothing in Azure."""
 
     # A placeholder the local endpoint accepts; not a secret of anything.
     TOKEN = "local-development-token"  # noqa: S105
 
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self.TOKEN, int(time.time()) + 3600)
-
-    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
-        return AccessTokenInfo(self.TOKEN, int(time.time()) + 3600)
+    def __init__(self) -> None:
+        super().__init__(self.TOKEN)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,13 @@ Nothing else in the pipeline asks which of the two it is talking to.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
+from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
@@ -43,7 +42,13 @@ from pipeline.sinks.blobs import BlobBlocklistStore, BlobStateStore
 from pipeline.sinks.lease import DEFAULT_LEASE_CONTAINER, CycleLease
 from pipeline.sinks.log_analytics import DeadLetterStore, LogAnalyticsSink
 from pipeline.sinks.queues import FanoutQueue
-from pipeline.sources.auth import GRAPH_SCOPE, MDE_SCOPE, ClientCredentialsTokens, TokenProvider
+from pipeline.sources.auth import (
+    GRAPH_SCOPE,
+    MDE_SCOPE,
+    ClientCredentialsTokens,
+    FixedTokenCredential,
+    TokenProvider,
+)
 from pipeline.sources.graph import GraphClient
 from pipeline.sources.http import ApiClient
 from pipeline.sources.mde import MdeClient
@@ -305,16 +310,3 @@ def _storage(
         lease=CycleLease(blobs.get_container_client(DEFAULT_LEASE_CONTAINER)),
         fanout=fanout,
     )
-
-
-class FixedTokenCredential:
-    """A TokenCredential with one fixed token, for endpoints on this machine only."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self._token, int(time.time()) + 3600)
-
-    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
-        return AccessTokenInfo(self._token, int(time.time()) + 3600)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
+from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from pipeline.sources.errors import AuthError
 
@@ -198,3 +199,20 @@ class MsalTokens(CachedTokens):
             detail = result.get("error_description", "") if isinstance(result, dict) else ""
             raise AuthError(self.describe, f"{error}: {detail}".strip())
         return str(result["access_token"]), float(result.get("expires_in", 3600))
+
+
+class FixedTokenCredential:
+    """An azure-core TokenCredential with one fixed token, for endpoints on this machine only
+    (the local Logs Ingestion endpoint, test servers). It opens nothing in Azure."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo(self._token, int(time.time()) + 3600)
+
+    def __repr__(self) -> str:
+        return "FixedTokenCredential(<redacted>)"

@@ -12,9 +12,10 @@ from pipeline.act.safety import ActionSettings
 from pipeline.act.watchlist import WatchlistSettings
 from pipeline.cycle import CycleError, CycleOptions, CycleResult, run_cycle
 from pipeline.lab.azurite import AzuriteProcess
-from pipeline.services import LAB_TENANT, FixedTokenCredential, LabEnvironment, lab_environment
+from pipeline.services import LAB_TENANT, LabEnvironment, lab_environment
 from pipeline.sinks.audit import AuditKind, Index
 from pipeline.sinks.lease import Lease
+from pipeline.sources.auth import FixedTokenCredential
 from pipeline.tables import COVERAGE
 from tests.support.watchlist_server import TOKEN as WATCHLIST_TOKEN
 from tests.support.watchlist_server import SentinelWatchlistsFake, serve
