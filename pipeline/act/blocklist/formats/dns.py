@@ -8,6 +8,8 @@ whole site. Exemptions inside a blocked domain are written where the format has 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline.act.blocklist.build import Blocklist
 from pipeline.act.blocklist.formats._base import (
     Collector,
@@ -30,10 +32,31 @@ def render_unbound(blocklist: Blocklist, options: RenderOptions) -> Rendered:
     data says (https://unbound.docs.nlnetlabs.nl/en/latest/manpages/unbound.conf.html).
     """
     out = Collector("unbound", blocklist)
+    _subtree_entries(
+        out,
+        blocklist,
+        block=lambda name: f'local-zone: "{name}." always_nxdomain',
+        exempt=lambda name: f'local-zone: "{name}." always_transparent',
+    )
+    indented = [f"    {line}" for line in out.entries]
+    return out.rendered(lines(out.header("#"), "server:", indented))
 
+
+def _subtree_entries(
+    out: Collector,
+    blocklist: Blocklist,
+    *,
+    block: Callable[[str], str],
+    exempt: Callable[[str], str],
+) -> None:
+    """Sorted lines for a format whose every rule covers a name and all names below it.
+
+    Such a format can express domains and domain exemptions only: a single host would be
+    over-blocked (its subdomains too), so it is reported instead, as is a URL with a path.
+    """
     for entry in blocklist.entries:
         if entry.kind == "domain":
-            out.entries.append(f'local-zone: "{entry.value}." always_nxdomain')
+            out.entries.append(block(entry.value))
         elif entry.kind == "host":
             out.omit(entry, subtree_reason(out.format))
         elif entry.kind == "url":
@@ -43,13 +66,10 @@ def render_unbound(blocklist: Blocklist, options: RenderOptions) -> Rendered:
 
     for exemption in blocklist.exemptions:
         if exemption.allowed.kind == "domain":
-            out.entries.append(f'local-zone: "{exemption.allowed.value}." always_transparent')
+            out.entries.append(exempt(exemption.allowed.value))
         else:
             out.omit_exemption(exemption)
-
     out.entries.sort()
-    indented = [f"    {line}" for line in out.entries]
-    return out.rendered(lines(out.header("#"), "server:", indented))
 
 
 def render_rpz(blocklist: Blocklist, options: RenderOptions) -> Rendered:
@@ -101,24 +121,12 @@ def render_dnsmasq(blocklist: Blocklist, options: RenderOptions) -> Rendered:
     which is how an exemption is written (https://thekelleys.org.uk/dnsmasq/docs/dnsmasq-man.html).
     """
     out = Collector("dnsmasq", blocklist)
-
-    for entry in blocklist.entries:
-        if entry.kind == "domain":
-            out.entries.append(f"server=/{entry.value}/")
-        elif entry.kind == "host":
-            out.omit(entry, subtree_reason(out.format))
-        elif entry.kind == "url":
-            out.omit(entry, url_reason(out.format))
-        else:
-            out.leave_to_other_family(entry)
-
-    for exemption in blocklist.exemptions:
-        if exemption.allowed.kind == "domain":
-            out.entries.append(f"server=/{exemption.allowed.value}/#")
-        else:
-            out.omit_exemption(exemption)
-
-    out.entries.sort()
+    _subtree_entries(
+        out,
+        blocklist,
+        block=lambda name: f"server=/{name}/",
+        exempt=lambda name: f"server=/{name}/#",
+    )
     return out.rendered(lines(out.header("#"), out.entries))
 
 
