@@ -31,6 +31,7 @@ from pipeline.sources.auth import StaticToken  # noqa: E402
 from pipeline.sources.collect import collect_snapshot  # noqa: E402
 from pipeline.sources.graph import GraphClient  # noqa: E402
 from pipeline.sources.http import ApiClient  # noqa: E402
+from pipeline.sources.hunting import MAX_HUNTING_ROWS  # noqa: E402
 from pipeline.sources.mde import DEVICEAVINFO_PAGE_SIZE, LIST_PAGE_SIZE, MdeClient  # noqa: E402
 
 
@@ -41,7 +42,8 @@ def minimum_calls(devices: int, machines: int, indicators: int) -> dict[str, int
         # A $skip-paged list ends with a short page; a full last page needs one more call.
         "machines": machines // LIST_PAGE_SIZE + 1,
         "indicators": indicators // LIST_PAGE_SIZE + 1,
-        "hunting": 1,
+        # Answers stop at 100,000 rows; the collector's device-id split asks 1 + 17 when cut.
+        "hunting": max(1, math.ceil(devices / MAX_HUNTING_ROWS)),
     }
 
 

@@ -151,6 +151,10 @@ class Fleet:
         for index in range(start, min(self.size, self.size if stop is None else stop)):
             yield self.device(index)
 
+    def machine_id_head(self, index: int) -> str:
+        """The first eight hex digits of a device's machine id, without building the device."""
+        return _identifier_head(self.seed, index)
+
     def index_of_machine_id(self, machine_id: str) -> int | None:
         return self._decode(machine_id, "machine", self.size + self.discovered)
 
@@ -407,8 +411,12 @@ def _has_falcon(category: str, av_mode: str) -> bool:
     return True
 
 
+def _identifier_head(seed: int, index: int) -> str:
+    return f"{(index * _K + seed) % 2**32:08x}"
+
+
 def _identifier(seed: int, index: int, kind: str) -> str:
-    head = f"{(index * _K + seed) % 2**32:08x}"
+    head = _identifier_head(seed, index)
     tail = hashlib.sha256(f"{seed}:{kind}:{index}".encode()).hexdigest()
     if kind == "machine":
         return head + tail[:32]

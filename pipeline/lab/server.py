@@ -29,6 +29,7 @@ rates is injectable, so tests can move time on without waiting.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -49,6 +50,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pipeline.lab.faults import Fault, FaultPlan
 from pipeline.lab.fleet import DEFAULT_DEVICES, DEFAULT_SEED, Fleet
 from pipeline.lab.indicators import contoso_indicators
+from pipeline.sources.hunting import DevicePart, tvm_info_gathering_query
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ SERVER_LIMITS: dict[str, tuple[tuple[int, float], ...]] = {
 
 _CHUNK_BYTES = 256 * 1024
 _HUNTING_RESULTS = "microsoft.graph.security.huntingQueryResults"
+_PART_PREFIX = re.compile(r'DeviceId startswith "([0-9a-f]{1,8})"')
 _DEVICE_KEY = re.compile(r"^/v1\.0/devices\(deviceId='([^']*)'\)$")
 _MEMBERS_REF = re.compile(r"^/v1\.0/groups/([^/]+)/members/\$ref$")
 _MEMBERS = re.compile(r"^/v1\.0/groups/([^/]+)/members$")
@@ -457,13 +460,14 @@ class LabServer:
         query = keys.get("query" if graph else "Query")
         if not isinstance(query, str) or not query.strip():
             raise _BadRequest("MissingRequiredParameter", "Query is required")
-        if "devicetvminfogathering" not in query.lower():
+        part = _tvm_query_part(query)
+        if part is None:
             raise _BadRequest(
-                "BadRequest", "The lab answers only queries over DeviceTvmInfoGathering"
+                "BadRequest",
+                "The lab answers only the pipeline's DeviceTvmInfoGathering query, "
+                "optionally filtered by device-id prefix",
             )
-        rows = [
-            self.fleet.tvm_row(i) for i in range(min(self.fleet.size, self.config.hunting_max_rows))
-        ]
+        rows = [self.fleet.tvm_row(i) for i in self._hunting_indices(part)]
         names = ("Timestamp", "DeviceId", "DeviceName", "OSPlatform", "AdditionalFields")
         types = ("DateTime", "String", "String", "String", "Dynamic")
         if graph:
@@ -477,6 +481,12 @@ class LabServer:
             schema = [{"Name": n, "Type": t} for n, t in zip(names, types, strict=True)]
             answer = {"Schema": schema, "Results": rows}
         return _Reply(200, answer)
+
+    def _hunting_indices(self, part: DevicePart) -> Iterator[int]:
+        """The devices in ``part``, stopping at the row cap as advanced hunting does."""
+        head = self.fleet.machine_id_head
+        matching = (i for i in range(self.fleet.size) if part.matches(head(i)))
+        return itertools.islice(matching, self.config.hunting_max_rows)
 
     # --- Graph ----------------------------------------------------------------------------------
 
@@ -710,6 +720,18 @@ def _oauth_error(status: int, error: str, aadsts: str, message: str) -> _Reply:
             "correlation_id": str(uuid.uuid4()),
         },
     )
+
+
+def _tvm_query_part(query: str) -> DevicePart | None:
+    """Which devices a hunting query asks for, if it is the pipeline's own TVM query.
+
+    The lab runs no KQL: it recognises the query text the pipeline sends (whole, or split by
+    device-id prefix) and answers nothing else, so a changed query fails here, not in a tenant.
+    """
+    text = " ".join(query.split())
+    found = _PART_PREFIX.search(text)
+    part = DevicePart(found.group(1) if found else "", rest="matches regex" in text)
+    return part if tvm_info_gathering_query(part) == text else None
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:

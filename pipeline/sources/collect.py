@@ -9,6 +9,7 @@ read from a failing source stay in the snapshot. Both the CLI and the pipeline c
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 from pipeline.sources.collector_doc import read_collector_documents
 from pipeline.sources.errors import SourceError
 from pipeline.sources.graph import GraphClient
-from pipeline.sources.hunting import MAX_HUNTING_ROWS, TVM_INFO_GATHERING_QUERY
+from pipeline.sources.hunting import MAX_HUNTING_ROWS, DevicePart, tvm_info_gathering_query
 from pipeline.sources.mde import MdeClient
 from pipeline.sources.snapshot import SECTIONS, SectionWriter, SnapshotWriter
 
@@ -48,8 +49,13 @@ def collect_snapshot(
     collector_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     now: datetime | None = None,
+    hunting_row_cap: int = MAX_HUNTING_ROWS,
 ) -> CollectionResult:
-    """Read every source into ``out``; never raises for a source that fails, only records it."""
+    """Read every source into ``out``; never raises for a source that fails, only records it.
+
+    ``hunting_row_cap`` is the row count at which a hunting answer is taken as cut short:
+    Microsoft's documented 100,000 unless a test's lab caps its answers lower.
+    """
     collected_at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     endpoints = {"mde": mde.api.base_url, "graph": graph.api.base_url}
     report = progress or (lambda _source, _count: None)
@@ -64,7 +70,7 @@ def collect_snapshot(
                 _copy_records(snapshot, section, source, endpoint, records)
 
         with snapshot.section("tvmInfoGathering") as section:
-            _collect_hunting(snapshot, section, graph)
+            _collect_hunting(snapshot, section, graph, report, hunting_row_cap)
         report("tvmInfoGathering", snapshot.counts["tvmInfoGathering"])
 
         with snapshot.section("indicators") as section:
@@ -113,28 +119,63 @@ def _copy_records(
         snapshot.add_error(source, exc.endpoint, exc.message, status=exc.status, code=exc.code)
 
 
-def _collect_hunting(snapshot: SnapshotWriter, section: SectionWriter, graph: GraphClient) -> None:
+def _collect_hunting(
+    snapshot: SnapshotWriter,
+    section: SectionWriter,
+    graph: GraphClient,
+    report: ProgressCallback,
+    row_cap: int,
+) -> None:
+    """The newest DeviceTvmInfoGathering row per device, split by device id past the row cap.
+
+    A hunting answer stops at ``row_cap`` rows without saying so. An answer that reaches the cap is
+    set aside and the question asked again in seventeen disjoint parts by device-id prefix
+    (``DevicePart``), and a part that reaches the cap again is split once more. Only a part that
+    cannot be split further and still reaches the cap is recorded as possibly cut short.
+    """
     endpoint = "POST /security/runHuntingQuery"
-    try:
-        result = graph.run_hunting_query(TVM_INFO_GATHERING_QUERY)
-    except SourceError as exc:
-        log.warning("tvmInfoGathering failed: %s", exc)
-        snapshot.add_error(
-            "tvmInfoGathering", exc.endpoint, exc.message, status=exc.status, code=exc.code
-        )
-        return
-    for row in result.rows:
-        section.write(row)
-    if result.possibly_truncated:
-        # Hunting answers stop at 100,000 rows; devices beyond that are missing, not healthy.
-        snapshot.add_error(
-            "tvmInfoGathering",
-            endpoint,
-            f"{len(result.rows)} rows is the documented maximum ({MAX_HUNTING_ROWS}); "
-            "the answer may be cut short",
-            status=200,
-            code="ResultMayBeTruncated",
-        )
+    pending = deque([DevicePart()])
+    parts_asked = 0
+    while pending:
+        part = pending.popleft()
+        parts_asked += 1
+        try:
+            result = graph.run_hunting_query(tvm_info_gathering_query(part))
+        except SourceError as exc:
+            log.warning("tvmInfoGathering (%s) failed: %s", part.label, exc)
+            where = "" if part == DevicePart() else f" ({part.label})"
+            snapshot.add_error(
+                "tvmInfoGathering",
+                exc.endpoint,
+                exc.message + where,
+                status=exc.status,
+                code=exc.code,
+            )
+            continue
+        if result.possibly_truncated(row_cap) and part.splittable:
+            log.info(
+                "tvmInfoGathering: %s reached the %d-row cap; asking again in parts",
+                part.label,
+                row_cap,
+            )
+            pending.extend(part.split())
+            continue
+        for row in result.rows:
+            section.write(row)
+        report("tvmInfoGathering", snapshot.counts["tvmInfoGathering"])
+        if result.possibly_truncated(row_cap):
+            # Devices beyond the cap are missing, not healthy: say so.
+            snapshot.add_error(
+                "tvmInfoGathering",
+                endpoint,
+                f"{len(result.rows)} rows for {part.label} reach the row cap "
+                f"({row_cap}) and the part cannot be split further; "
+                "the answer may be cut short",
+                status=200,
+                code="ResultMayBeTruncated",
+            )
+    if parts_asked > 1:
+        log.info("tvmInfoGathering read in %d hunting queries", parts_asked)
 
 
 def _collect_documents(snapshot: SnapshotWriter, section: SectionWriter, directory: Path) -> None:

@@ -33,7 +33,13 @@ def _collect(
 ) -> tuple[CollectionResult, dict[str, Any], MdeClient, GraphClient]:
     mde, graph = lab.clients(**options)
     try:
-        result = collect_snapshot(out, mde, graph, collector_dir=collector_dir)
+        result = collect_snapshot(
+            out,
+            mde,
+            graph,
+            collector_dir=collector_dir,
+            hunting_row_cap=lab.server.config.hunting_max_rows,
+        )
     finally:
         mde.api.close()
         graph.api.close()
@@ -115,6 +121,74 @@ def test_truncated_hunting_answer_is_fetched_again(lab: LabTenant, tmp_path: Pat
     assert snapshot["counts"]["tvmInfoGathering"] == DEVICES
     assert snapshot["errors"] == []
     assert graph.api.calls["hunting"] == 2
+
+
+def _hunting_queries(lab: LabTenant) -> int:
+    return sum(1 for r in lab.server.requests if r.endpoint == "hunting")
+
+
+def test_hunting_answer_at_the_row_cap_is_asked_again_in_device_id_parts(tmp_path: Path) -> None:
+    # 1,200 devices against a 300-row cap: the first answer is cut, seventeen parts are not.
+    with running_lab(DEVICES, hunting_max_rows=300) as lab:
+        result, snapshot, _, graph = _collect(lab, tmp_path / "s.json")
+
+        rows = snapshot["tvmInfoGathering"]
+        assert snapshot["errors"] == []
+        assert not result.failed
+        assert Counter(r["DeviceId"] for r in rows) == Counter(
+            lab.server.fleet.device(i).machine_id for i in range(DEVICES)
+        )
+        assert graph.api.calls["hunting"] == _hunting_queries(lab) == 1 + 17
+
+
+def test_a_part_still_at_the_cap_is_split_once_more(tmp_path: Path) -> None:
+    # About 75 devices per one-digit prefix against a 40-row cap: every such part is split again.
+    with running_lab(DEVICES, hunting_max_rows=40) as lab:
+        _, snapshot, _, _ = _collect(lab, tmp_path / "s.json")
+
+        ids = [r["DeviceId"] for r in snapshot["tvmInfoGathering"]]
+        assert snapshot["errors"] == []
+        assert sorted(ids) == sorted(lab.server.fleet.device(i).machine_id for i in range(DEVICES))
+        assert _hunting_queries(lab) == 1 + 17 + 16 * 17
+
+
+def test_a_part_at_the_cap_that_cannot_be_split_is_reported_not_dropped(tmp_path: Path) -> None:
+    # Two-digit prefixes hold about five devices each; a 3-row cap cuts most of them.
+    with running_lab(DEVICES, hunting_max_rows=3) as lab:
+        result, snapshot, _, _ = _collect(lab, tmp_path / "s.json")
+
+        cut = [e for e in snapshot["errors"] if e["code"] == "ResultMayBeTruncated"]
+        assert result.failed
+        assert cut
+        assert len(cut) == len(snapshot["errors"])
+        assert all(e["source"] == "tvmInfoGathering" for e in cut)
+        assert all("DeviceId " in e["message"] for e in cut)
+        rows = snapshot["tvmInfoGathering"]
+        assert len(rows) == len({r["DeviceId"] for r in rows}) < DEVICES
+        # Every part still answered, capped: 256 parts of at most 3 rows plus the rest parts.
+        assert len(rows) > 256
+
+
+def test_a_failing_part_is_reported_by_its_prefix_and_the_others_kept(tmp_path: Path) -> None:
+    with running_lab(DEVICES, hunting_max_rows=300) as lab:
+        # The first (whole) answer is cut by the cap; part "0" then fails all four attempts.
+        lab.fault("error", "/v1.0/security/runHuntingQuery", skip=1, times=4)
+
+        _, snapshot, _, _ = _collect(lab, tmp_path / "s.json")
+
+        [error] = snapshot["errors"]
+        assert error["source"] == "tvmInfoGathering"
+        assert error["status"] == 500
+        assert error["message"].endswith("(DeviceId 0…)")
+        missing = {
+            lab.server.fleet.device(i).machine_id
+            for i in range(DEVICES)
+            if lab.server.fleet.device(i).machine_id.startswith("0")
+        }
+        got = {r["DeviceId"] for r in snapshot["tvmInfoGathering"]}
+        assert missing
+        assert not missing & got
+        assert len(got) == DEVICES - len(missing)
 
 
 def test_repeating_next_link_stops_the_source_and_is_reported(

@@ -8,7 +8,9 @@ Sources of KQL:
 * ``detections/workbooks/*.workbook.json``: every query item of a workbook, with workbook
   parameters replaced by a representative value;
 * ``pipeline.infra_content.embedded_kql()``, when that module exists: KQL written into the
-  infrastructure (analytics rules in the Bicep input, DCR transforms).
+  infrastructure (analytics rules in the Bicep input, DCR transforms);
+* ``pipeline.sources.hunting``: the advanced-hunting query the collector sends, whole and in
+  each shape of its device-id split (Defender XDR: it reads a TVM table).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.sources.hunting import DevicePart, tvm_info_gathering_query
 from pipeline.tables import ALL_TABLES
 from tests.support.kusto import DEFENDER_XDR, SENTINEL, KqlQuery, custom_table_columns
 
@@ -159,4 +162,23 @@ def all_queries() -> list[KqlQuery]:
     queries = [KqlQuery(c.label, c.query, c.database) for c in rules() + hunting_queries()]
     queries += workbook_queries()
     queries += embedded_kql()
+    queries += collector_queries()
     return queries
+
+
+def collector_queries() -> list[KqlQuery]:
+    """The hunting queries the pipeline itself sends: the whole question and one of each shape
+    of part (a one- and two-digit prefix, and the two kinds of rest part)."""
+    parts = {
+        "whole": DevicePart(),
+        "prefix": DevicePart("a"),
+        "prefix2": DevicePart("a0"),
+        "rest": DevicePart("", rest=True),
+        "rest2": DevicePart("a", rest=True),
+    }
+    return [
+        KqlQuery(
+            f"pipeline:tvm-info-gathering:{name}", tvm_info_gathering_query(part), DEFENDER_XDR
+        )
+        for name, part in parts.items()
+    ]
