@@ -15,10 +15,13 @@ EDR-in-block-mode plan, what was executed, and the verification of earlier actio
 Every cycle also keeps its snapshot in the state store (``snapshots/<cycle id>.json``, with
 ``snapshots/latest.json`` naming the newest). When the fleet is larger than the fan-out threshold
 and a fan-out queue is configured, the cycle does not evaluate it in one go: after collecting it
-audits mode changes, queues one message per shard (``pipeline.fanout.run_shard`` evaluates,
-ingests and stores each shard), publishes the blocklists, which are tenant-wide, and finishes
-with the status ``fanned_out``. EDR in block mode is then neither planned nor executed: its caps
-and approvals are decided over the whole fleet, which no single shard sees.
+audits mode changes, plans and executes EDR in block mode over the whole fleet (its caps and
+approvals need every device, which no shard sees; the plan reads device facts, not evaluations),
+queues one message per shard (``pipeline.fanout.run_shard`` evaluates, ingests and stores each
+shard), publishes the blocklists, which are tenant-wide, and finishes with the status
+``fanned_out``. Two things differ from a whole cycle: the HTML report is not written (no process
+holds every evaluation), and a "did not take effect" finding from the verification of an earlier
+action is audited and listed in ``actions.json`` but not added to the shard's coverage rows.
 """
 
 from __future__ import annotations
@@ -67,7 +70,14 @@ from pipeline.evaluate import Evaluator
 from pipeline.indicators import parse_indicators
 from pipeline.inputs import read_files
 from pipeline.matrix import load_matrix
-from pipeline.model import DeviceCoverage, Finding, Inputs, RejectedRecord, TenantSettings
+from pipeline.model import (
+    DeviceCoverage,
+    DeviceFacts,
+    Finding,
+    Inputs,
+    RejectedRecord,
+    TenantSettings,
+)
 from pipeline.output import Summary, evaluation_document, write_json
 from pipeline.report import render_report
 from pipeline.rows import coverage_row
@@ -293,15 +303,8 @@ def _run_stages(
         )
 
     with _stage(result, "plan", say):
-        history = load_history(services.audit, coverages, options.actions, now=now)
-        the_plan = plan(
-            coverages, options.tenant, options.actions, history, cycle_id=result.cycle_id
-        )
-        checked = verify(coverages, history, now, options.actions)
+        the_plan, checked = _plan_actions(services, options, result, coverages, now)
         coverages = _with_verification_findings(coverages, checked)
-        result.counts["actions_planned"] = len(the_plan.executable)
-        result.counts["actions_awaiting_approval"] = len(the_plan.awaiting_approval)
-        result.counts["actions_not_effective"] = len(checked.not_effective)
 
     with _stage(result, "ingest", say):
         uploaded = _ingest(services, result, coverages, now, out)
@@ -320,18 +323,7 @@ def _run_stages(
             )
 
     with _stage(result, "act", say):
-        executed = execute(the_plan, services.graph, services.mde, services.audit, options.actions)
-        record_verification(checked, services.audit, result.cycle_id)
-        result.counts.update({f"actions_{k}": v for k, v in executed.counts.items()})
-        actions_document = {
-            "mode": options.actions.mode.value,
-            "plan": the_plan.to_json(),
-            "execution": executed.to_json(),
-            "verification": checked.to_json(),
-        }
-        (out / "actions.json").write_text(json.dumps(actions_document, indent=2) + "\n")
-        if executed.failed:
-            result.errors.append(f"{len(executed.failed)} actions failed (see actions.json)")
+        executed = _act(services, options, result, the_plan, checked)
 
     with _stage(result, "blocklists", say):
         published = _publish_blocklists(services, options, result, indicators, now=now, out=out)
@@ -359,6 +351,47 @@ def _run_stages(
         )
         (out / "report.html").write_text(html, encoding="utf-8")
     return False
+
+
+def _plan_actions(
+    services: CycleServices,
+    options: CycleOptions,
+    result: CycleResult,
+    devices: Iterable[DeviceCoverage | DeviceFacts],
+    now: datetime,
+) -> tuple[Plan, Verification]:
+    """EDR in block mode over the whole fleet: this cycle's plan, and how earlier actions went."""
+    devices = list(devices)
+    history = load_history(services.audit, devices, options.actions, now=now)
+    the_plan = plan(devices, options.tenant, options.actions, history, cycle_id=result.cycle_id)
+    checked = verify(devices, history, now, options.actions)
+    result.counts["actions_planned"] = len(the_plan.executable)
+    result.counts["actions_awaiting_approval"] = len(the_plan.awaiting_approval)
+    result.counts["actions_not_effective"] = len(checked.not_effective)
+    return the_plan, checked
+
+
+def _act(
+    services: CycleServices,
+    options: CycleOptions,
+    result: CycleResult,
+    the_plan: Plan,
+    checked: Verification,
+) -> ExecutionReport:
+    """Execute the plan (or record it, in dry-run), audit the verification, write actions.json."""
+    executed = execute(the_plan, services.graph, services.mde, services.audit, options.actions)
+    record_verification(checked, services.audit, result.cycle_id)
+    result.counts.update({f"actions_{k}": v for k, v in executed.counts.items()})
+    actions_document = {
+        "mode": options.actions.mode.value,
+        "plan": the_plan.to_json(),
+        "execution": executed.to_json(),
+        "verification": checked.to_json(),
+    }
+    (options.out_dir / "actions.json").write_text(json.dumps(actions_document, indent=2) + "\n")
+    if executed.failed:
+        result.errors.append(f"{len(executed.failed)} actions failed (see actions.json)")
+    return executed
 
 
 def _fleet_size(collected: CollectionResult) -> int:
@@ -394,7 +427,9 @@ def _fan_out(
     now: datetime,
     shards: int,
 ) -> None:
-    """Queue the shards; keep the tenant-wide stages (mode changes, blocklists) here."""
+    """Queue the shards; keep the fleet-wide stages (mode changes, EDR in block mode, blocklists)
+    here. They need each device's facts, not its evaluation, so the fleet is read but not
+    evaluated in this process."""
     say = options.progress
     assert services.fanout is not None  # checked by the caller
 
@@ -405,7 +440,12 @@ def _fan_out(
             services, result, {facts.device_id: facts.state.value for facts in inputs.devices}
         )
         indicators = inputs.indicators or []
-        del inputs  # the shards read the snapshot again; this process need not hold it
+        devices = inputs.devices
+        del inputs  # the shards read the snapshot again; this process keeps only the facts
+
+    with _stage(result, "plan", say):
+        the_plan, checked = _plan_actions(services, options, result, devices, now)
+        del devices
 
     with _stage(result, "fan-out", say):
         sent = services.fanout.send_all(shard_messages(result.cycle_id, shards))
@@ -418,6 +458,9 @@ def _fan_out(
             services.fanout.name,
         )
         say("fan-out", f"{sent} shards queued on {services.fanout.name}")
+
+    with _stage(result, "act", say):
+        _act(services, options, result, the_plan, checked)
 
     with _stage(result, "blocklists", say):
         published = _publish_blocklists(

@@ -8,7 +8,9 @@ the device's Entra object to that group. The toggle's state is only ever the ope
 declaration (``TenantSettings.edr_block_mode``), reported, never guessed.
 https://learn.microsoft.com/defender-endpoint/edr-in-block-mode
 
-The entry points, in the order a cycle calls them::
+The entry points, in the order a cycle calls them (``coverages`` may also be bare device facts:
+the plan and its verification read only the facts, which lets a fanned-out cycle plan over the
+whole fleet without evaluating it)::
 
     history = load_history(audit, coverages, settings, now=now)
     the_plan = plan(coverages, tenant, settings, history, cycle_id=cycle_id)
@@ -169,8 +171,14 @@ class Plan:
         }
 
 
+def facts_of(devices: Iterable[DeviceCoverage | DeviceFacts]) -> Iterator[DeviceFacts]:
+    """The device facts of evaluated coverages, or the facts themselves."""
+    for device in devices:
+        yield device if isinstance(device, DeviceFacts) else device.facts
+
+
 def plan(
-    coverages: Iterable[DeviceCoverage],
+    coverages: Iterable[DeviceCoverage | DeviceFacts],
     tenant: TenantSettings,
     settings: ActionSettings,
     history: ActionHistory,
@@ -182,9 +190,8 @@ def plan(
     candidates: list[PlannedAction] = []
     skipped: list[SkippedDevice] = []
     already_done: list[str] = []
-    for coverage in coverages:
+    for facts in facts_of(coverages):
         fleet_size += 1
-        facts = coverage.facts
         if facts.state is not State.PASSIVE or facts.platform is None:
             continue
         if not facts.platform.is_windows:
@@ -379,7 +386,7 @@ class ActionHistory:
 
 def load_history(
     audit: AuditTrail,
-    coverages: Iterable[DeviceCoverage],
+    coverages: Iterable[DeviceCoverage | DeviceFacts],
     settings: ActionSettings,
     *,
     now: datetime,
@@ -387,7 +394,7 @@ def load_history(
     """What earlier cycles did: every executed and verified action (from the audit trail's
     per-kind index, one partition each), and the plans of the last ``ACTION_APPROVAL_DAYS`` days
     with their approvals. Only the devices in ``coverages`` matter to the plan."""
-    wanted = {c.facts.device_id for c in coverages}
+    wanted = {facts.device_id for facts in facts_of(coverages)}
     events: list[AuditEvent] = _plan_events(audit, settings, now)
     for kind in (AuditKind.ACTION_EXECUTED, ACTION_VERIFIED):
         events.extend(e for e in _read(audit, Index.KIND, kind) if e.device_id in wanted)
@@ -867,7 +874,7 @@ class Verification:
 
 
 def verify(
-    coverages: Iterable[DeviceCoverage],
+    coverages: Iterable[DeviceCoverage | DeviceFacts],
     history: ActionHistory,
     now: datetime,
     settings: ActionSettings,
@@ -880,8 +887,7 @@ def verify(
     delay = timedelta(hours=settings.verify_after_hours)
     result = Verification()
     seen: set[str] = set()
-    for coverage in coverages:
-        facts = coverage.facts
+    for facts in facts_of(coverages):
         record = history.executed.get(facts.device_id)
         if record is None:
             continue

@@ -20,6 +20,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from pipeline import app_entry
+from pipeline.act.safety import ActionSettings
 from pipeline.config import FanoutSettings
 from pipeline.coverage_store import CoverageStore, CoverageStoreError
 from pipeline.cycle import CycleOptions, CycleResult, run_cycle
@@ -54,13 +55,19 @@ def app_env(fanout_lab: LabEnvironment, monkeypatch: pytest.MonkeyPatch) -> dict
     return env
 
 
-def cycle(env: LabEnvironment, out: Path, fanout: FanoutSettings = SMALL_SHARDS) -> CycleResult:
+def cycle(
+    env: LabEnvironment,
+    out: Path,
+    fanout: FanoutSettings = SMALL_SHARDS,
+    actions: ActionSettings | None = None,
+) -> CycleResult:
     options = CycleOptions(
         out_dir=out,
         tenant=LAB_TENANT,
         collector_dir=env.collector_dir,
         holder="test",
         fanout=fanout,
+        actions=actions or ActionSettings(),
     )
     return run_cycle(env.services, options)
 
@@ -151,6 +158,69 @@ def test_a_large_fleet_is_fanned_out_and_every_device_is_evaluated_once(
     stored = CoverageStore(tables.get_table_client(fanout_lab.settings.coverage_table)).get(device)
     assert stored is not None
     assert stored["CycleId"] == result.cycle_id
+
+
+def _planned(out: Path) -> dict[str, Any]:
+    document = json.loads((out / "actions.json").read_text())
+    the_plan = document["plan"]
+    return {
+        "executable": sorted(a["device_id"] for a in the_plan["executable"]),
+        "awaiting_approval": sorted(a["device_id"] for a in the_plan["awaiting_approval"]),
+        "skipped": sorted((s["device_id"], s["reason"]) for s in the_plan["skipped"]),
+        "fleet_size": the_plan["fleet_size"],
+        "cap": the_plan["cap"],
+        "plan_id": the_plan["plan_id"],
+    }
+
+
+def test_a_fanned_out_cycle_plans_edr_block_mode_over_the_whole_fleet(
+    tmp_path: Path, fanout_lab: LabEnvironment
+) -> None:
+    fanned = cycle(fanout_lab, tmp_path / "fanned")
+    whole = cycle(fanout_lab, tmp_path / "whole", FanoutSettings(threshold_devices=10 * DEVICES))
+
+    assert whole.status == "completed", whole.errors
+    assert fanned.status == "fanned_out", fanned.errors
+    # The same decision as a cycle that evaluates every device itself: same devices, same caps.
+    expected = _planned(tmp_path / "whole")
+    assert _planned(tmp_path / "fanned") == expected
+    assert expected["executable"] or expected["awaiting_approval"]
+    assert expected["skipped"]
+    assert expected["fleet_size"] == fanned.counts["devices"]
+    for key in ("actions_planned", "actions_awaiting_approval", "actions_dry_run"):
+        assert fanned.counts.get(key) == whole.counts.get(key), key
+    assert fanned.durations.keys() >= {"plan", "act", "fan-out"}
+    # Dry-run: the decision is audited (a plan over the caps once, under its id), nothing done.
+    assert events(fanout_lab, fanned.cycle_id, AuditKind.ACTION_PLANNED)
+    assert fanout_lab.lab.group_members(fanout_lab.lab.config.edr_block_group_id) == []
+
+
+def test_a_live_fanned_out_cycle_acts_once_and_the_next_one_verifies(
+    tmp_path: Path, fanout_lab: LabEnvironment
+) -> None:
+    group = fanout_lab.lab.config.edr_block_group_id
+    live = ActionSettings(
+        actions_enabled=True, edr_block_group_id=group, max_devices=1000, max_percent=100
+    )
+
+    first = cycle(fanout_lab, tmp_path / "one", actions=live)
+
+    assert first.status == "fanned_out", first.errors
+    added = _planned(tmp_path / "one")["executable"]
+    assert added
+    assert first.counts["actions_added"] == len(added)
+    members = fanout_lab.lab.group_members(group)
+    assert len(members) == len(added)
+    assert len(events(fanout_lab, first.cycle_id, AuditKind.ACTION_EXECUTED)) == len(added)
+
+    second = cycle(fanout_lab, tmp_path / "two", actions=live)
+
+    # The lab's devices stay passive: nothing is planned again, and the actions are pending.
+    assert second.status == "fanned_out", second.errors
+    assert second.counts["actions_planned"] == 0
+    verification = json.loads((tmp_path / "two" / "actions.json").read_text())["verification"]
+    assert sorted(verification["pending"]) == added
+    assert sorted(fanout_lab.lab.group_members(group)) == sorted(members)
 
 
 def test_redelivering_a_shard_message_repeats_nothing(
