@@ -13,8 +13,8 @@ must be named, or the host may pick another one). The one exception is an ingest
 this machine (``http://127.0.0.1:...``, the local stand-in): it gets a fixed placeholder token,
 as ``pipeline.services`` does for the CLI.
 
-The names and defaults agree with ``pipeline.config`` (the cycle's settings) and with the app
-settings ``infra/main.bicep`` writes.
+Table, container and queue names come from ``pipeline.config.StorageNames``, the one definition
+the cycle's settings use too; ``infra/main.bicep`` writes the same keys.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from pipeline.config import StorageNames
 from pipeline.detect.modes_cache import UNKNOWN_DEVICE_POLICIES, UnknownDevicePolicy
+from pipeline.errors import ConfigError
 from pipeline.sources.auth import FixedTokenCredential
 
 __all__ = ["AppSettings", "AppSettingsError", "LocalToken"]
@@ -69,13 +71,17 @@ class AppSettings:
     dead_letter_container: str
     state_container: str
     collector_queue: str
-    fanout_queue: str
+    fanout_queue: str | None
     unknown_devices: UnknownDevicePolicy
     stream_cache_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AppSettings:
         connection = env.get("AzureWebJobsStorage", "").strip() or None
+        try:
+            names = StorageNames.from_env(env)
+        except ConfigError as error:
+            raise AppSettingsError(str(error)) from None
         unknown = env.get("STREAM_UNKNOWN_DEVICES", "report").strip().lower()
         if unknown not in UNKNOWN_DEVICE_POLICIES:
             raise AppSettingsError(
@@ -90,13 +96,13 @@ class AppSettings:
             client_id=env.get("AZURE_CLIENT_ID") or None,
             ingestion_endpoint=env.get("LOGS_INGESTION_ENDPOINT") or None,
             dcr_immutable_id=env.get("LOGS_INGESTION_DCR_IMMUTABLE_ID") or None,
-            audit_table=env.get("AUDIT_TABLE_NAME") or "AuditTrail",
-            coverage_table=env.get("COVERAGE_TABLE_NAME") or "DeviceCoverage",
-            blocklist_container=env.get("BLOCKLIST_CONTAINER") or "blocklists",
-            dead_letter_container=env.get("DEAD_LETTER_CONTAINER") or "dead-letters",
-            state_container=env.get("STATE_CONTAINER") or "pipeline-state",
-            collector_queue=env.get("COLLECTOR_QUEUE") or "collector-documents",
-            fanout_queue=env.get("FANOUT_QUEUE") or "device-fanout",
+            audit_table=names.audit_table,
+            coverage_table=names.coverage_table,
+            blocklist_container=names.blocklist_container,
+            dead_letter_container=names.dead_letter_container,
+            state_container=names.state_container,
+            collector_queue=names.collector_queue,
+            fanout_queue=names.fanout_queue,
             unknown_devices="report" if unknown == "report" else "ignore",
             stream_cache_seconds=_seconds(env, "STREAM_CACHE_SECONDS", 300.0),
         )
@@ -169,6 +175,13 @@ class AppSettings:
                 self.storage_connection_string, name, **options
             )
         return QueueClient(str(self.queue_endpoint), name, credential=self.credential(), **options)
+
+    def require_fanout_queue(self) -> str:
+        if not self.fanout_queue:
+            raise AppSettingsError(
+                "FANOUT_QUEUE is not set: re-evaluation is queued to the fan-out queue"
+            )
+        return self.fanout_queue
 
     def require_ingestion(self) -> tuple[str, str]:
         if not self.ingestion_endpoint or not self.dcr_immutable_id:

@@ -8,8 +8,10 @@ The MDE/Graph connection settings (``MDE_*``, ``GRAPH_API_URL``) belong to
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Final
 
 from pipeline.act.safety import ActionSettings
 from pipeline.act.watchlist import WatchlistSettings
@@ -17,11 +19,65 @@ from pipeline.envvars import flag, whole
 from pipeline.errors import ConfigError
 from pipeline.model import TenantSettings
 
-__all__ = ["ConfigError", "FanoutSettings", "PipelineSettings"]
+__all__ = ["ConfigError", "FanoutSettings", "PipelineSettings", "StorageNames"]
 
 
 # A fan-out message names its shard out of at most this many (pipeline.app_entry checks it).
 MAX_SHARDS = 4096
+
+
+# Azure's naming rules: tables are 3-63 letters and digits starting with a letter; containers
+# and queues 3-63 lower-case letters, digits and single hyphens, starting and ending with a
+# letter or digit. A name that breaks them fails here, naming the setting, not deep in an SDK.
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+# The setting that names each of StorageNames' fields.
+STORAGE_SETTINGS: Final[Mapping[str, str]] = {
+    "audit_table": "AUDIT_TABLE_NAME",
+    "coverage_table": "COVERAGE_TABLE_NAME",
+    "blocklist_container": "BLOCKLIST_CONTAINER",
+    "dead_letter_container": "DEAD_LETTER_CONTAINER",
+    "state_container": "STATE_CONTAINER",
+    "collector_queue": "COLLECTOR_QUEUE",
+    "fanout_queue": "FANOUT_QUEUE",
+}
+
+
+@dataclass(frozen=True)
+class StorageNames:
+    """The tables, containers and queues the pipeline and the function app share.
+
+    One definition for both readers (``PipelineSettings`` for cycles and shards, and
+    ``pipeline.app_settings.AppSettings`` for the HTTP, stream and collector functions), so the
+    two can never disagree on a name or a default.
+    """
+
+    audit_table: str = "AuditTrail"
+    coverage_table: str = "DeviceCoverage"
+    blocklist_container: str = "blocklists"
+    dead_letter_container: str = "dead-letters"
+    state_container: str = "pipeline-state"
+    collector_queue: str = "collector-documents"
+    # No default: unset means a cycle never fans out and POST /api/evaluate is unavailable
+    # (the fan-out queue function cannot be bound without it either).
+    fanout_queue: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StorageNames:
+        defaults = cls()
+        values: dict[str, str | None] = {}
+        for item in fields(cls):
+            setting = STORAGE_SETTINGS[item.name]
+            value = (env.get(setting) or "").strip() or getattr(defaults, item.name)
+            if value is not None:
+                rule = _TABLE_NAME if item.name.endswith("_table") else _CONTAINER_NAME
+                if not rule.match(value):
+                    kind = "table" if rule is _TABLE_NAME else "container or queue"
+                    raise ConfigError(f"{setting} is not a valid Azure {kind} name: {value!r}")
+            values[item.name] = value
+        return cls(**values)  # type: ignore[arg-type]  # the fields' own types, checked above
 
 
 @dataclass(frozen=True)
@@ -90,6 +146,7 @@ class PipelineSettings:
         if missing:
             raise ConfigError("missing settings: " + ", ".join(missing))
 
+        names = StorageNames.from_env(env)
         license_ = env.get("TENANT_MDE_LICENSE", "").strip().upper() or None
         if license_ not in (None, "P1", "P2"):
             raise ConfigError(f"TENANT_MDE_LICENSE must be P1 or P2, got {license_!r}")
@@ -101,11 +158,11 @@ class PipelineSettings:
             blob_endpoint=blob,
             table_endpoint=table,
             managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
-            audit_table=env.get("AUDIT_TABLE_NAME") or "AuditTrail",
-            coverage_table=env.get("COVERAGE_TABLE_NAME") or "DeviceCoverage",
-            blocklist_container=env.get("BLOCKLIST_CONTAINER") or "blocklists",
-            dead_letter_container=env.get("DEAD_LETTER_CONTAINER") or "dead-letters",
-            state_container=env.get("STATE_CONTAINER") or "pipeline-state",
+            audit_table=names.audit_table,
+            coverage_table=names.coverage_table,
+            blocklist_container=names.blocklist_container,
+            dead_letter_container=names.dead_letter_container,
+            state_container=names.state_container,
             actions=ActionSettings.from_env(env),
             tenant=TenantSettings(
                 edr_block_mode=flag(env, "TENANT_EDR_BLOCK_MODE", None),
@@ -114,7 +171,7 @@ class PipelineSettings:
                 mde_license=license_,  # type: ignore[arg-type]  # checked just above
                 mda_enforce_app_access=flag(env, "TENANT_MDA_ENFORCE_APP_ACCESS", None),
             ),
-            fanout_queue=env.get("FANOUT_QUEUE") or None,
+            fanout_queue=names.fanout_queue,
             queue_endpoint=env.get("STORAGE_QUEUE_ENDPOINT") or None,
             fanout=FanoutSettings.from_env(env),
             watchlist=WatchlistSettings.from_env(env),

@@ -130,7 +130,7 @@ def post_evaluate(req: func.HttpRequest) -> func.HttpResponse:
 
     config = app_entry.settings()
     app_entry.parse_fanout_message(json.dumps(message))  # the queue function will accept it
-    sent = _enqueue(config.queue(config.fanout_queue), json.dumps(message))
+    sent = _enqueue(config.queue(config.require_fanout_queue()), json.dumps(message))
     return _json(202, {"queued": True, "messageId": sent.id, **message})
 
 

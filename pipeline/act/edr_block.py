@@ -559,12 +559,7 @@ class RequestIdRecorder:
 
     def attach(self, api: ApiClient) -> None:
         """Listen to ``api``'s responses (once, however often it is called)."""
-        # ApiClient has no public hook yet; its httpx client's event hooks are public httpx API.
-        client = api._http
-        hooks = client.event_hooks
-        responses = list(hooks.get("response", []))
-        if self not in responses:
-            client.event_hooks = {**hooks, "response": [*responses, self]}
+        api.add_response_hook(self)
 
 
 _RECORDER = RequestIdRecorder()

@@ -153,6 +153,14 @@ class ApiClient:
         self.calls: Counter[str] = Counter()  # requests sent, per budget name
         self.retries: Counter[str] = Counter()  # of which were retries
 
+    def add_response_hook(self, hook: Callable[[httpx.Response], None]) -> None:
+        """Call ``hook`` with every response this client receives, retries included (once,
+        however often the same hook is added). It runs before the body is read."""
+        hooks = self._http.event_hooks
+        responses = list(hooks.get("response", []))
+        if hook not in responses:
+            self._http.event_hooks = {**hooks, "response": [*responses, hook]}
+
     def close(self) -> None:
         self._http.close()
 

@@ -24,6 +24,7 @@ from typing import Any
 import azure.functions as func
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient
@@ -276,6 +277,23 @@ def test_re_evaluation_is_queued_for_the_fan_out(
     messages = queued(app_env, "FANOUT_QUEUE")
     assert [m.get("deviceIds") for m in messages] == [[device], None]
     assert messages[1]["all"] is True
+
+
+def test_re_evaluation_without_a_fan_out_queue_says_it_is_not_set_up(
+    functions: dict[str, Callable[..., Any]],
+    app_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv("FANOUT_QUEUE")
+
+    answer = functions["post_evaluate"](http("POST", "evaluate", body=b'{"all": true}'))
+
+    assert answer.status_code == 500
+    assert "not configured" in body_of(answer)["error"]
+    assert "FANOUT_QUEUE is not set" in caplog.text
+    with pytest.raises(ResourceNotFoundError):  # no queue was created, so nothing was queued
+        queued(app_env, "FANOUT_QUEUE")
 
 
 def test_the_fan_out_shard_checks_its_message_and_names_what_is_missing(

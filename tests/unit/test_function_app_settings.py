@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.app_settings import AppSettings, AppSettingsError, LocalToken
+from pipeline.config import STORAGE_SETTINGS, ConfigError, PipelineSettings, StorageNames
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = json.loads((REPO / "local.settings.sample.json").read_text(encoding="utf-8"))
@@ -32,6 +33,7 @@ def settings_read() -> set[str]:
         names.update(_READS.findall(text))
     app = (REPO / "function_app.py").read_text(encoding="utf-8")
     names.update(set(_BINDING_EXPRESSIONS.findall(app)) - _NOT_SETTINGS)
+    names.update(STORAGE_SETTINGS.values())  # read by name from a table, not a literal
     return names
 
 
@@ -81,3 +83,56 @@ def test_the_sample_is_a_valid_configuration() -> None:
 def test_a_bad_setting_is_named(override: dict[str, str], named: str) -> None:
     with pytest.raises(AppSettingsError, match=named):
         AppSettings.from_env({**SAMPLE["Values"], **override})
+
+
+def test_the_cycle_and_the_app_read_the_same_storage_names() -> None:
+    env = {
+        **SAMPLE["Values"],
+        "AUDIT_TABLE_NAME": "Audit2",
+        "STATE_CONTAINER": "state-2",
+        "FANOUT_QUEUE": "",
+    }
+    app, cycle = AppSettings.from_env(env), PipelineSettings.from_env(env)
+
+    for field in ("audit_table", "coverage_table", "blocklist_container", "state_container"):
+        assert getattr(app, field) == getattr(cycle, field), field
+    assert (app.audit_table, app.state_container) == ("Audit2", "state-2")
+    assert app.dead_letter_container == cycle.dead_letter_container == "dead-letters"
+    # Unset fan-out queue: the cycle never fans out, and re-evaluation says it is not set up.
+    assert app.fanout_queue is cycle.fanout_queue is None
+    with pytest.raises(AppSettingsError, match="FANOUT_QUEUE"):
+        app.require_fanout_queue()
+    assert AppSettings.from_env(SAMPLE["Values"]).require_fanout_queue() == "device-fanout"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("AUDIT_TABLE_NAME", "audit-trail"),  # tables take no hyphen
+        ("COVERAGE_TABLE_NAME", "1coverage"),  # nor a leading digit
+        ("BLOCKLIST_CONTAINER", "Blocklists"),  # containers are lower case
+        ("STATE_CONTAINER", "state--x"),  # no double hyphen
+        ("COLLECTOR_QUEUE", "ab"),  # at least three characters
+        ("FANOUT_QUEUE", "fan_out"),
+        ("DEAD_LETTER_CONTAINER", "x" * 64),
+    ],
+)
+def test_a_storage_name_azure_would_refuse_is_named_by_both_readers(
+    setting: str, value: str
+) -> None:
+    env = {**SAMPLE["Values"], setting: value}
+    with pytest.raises(ConfigError, match=setting):
+        StorageNames.from_env(env)
+    with pytest.raises(ConfigError, match=setting):
+        PipelineSettings.from_env(env)
+    with pytest.raises(AppSettingsError, match=setting):
+        AppSettings.from_env(env)
+
+
+def test_the_sample_names_are_the_defaults() -> None:
+    names = StorageNames.from_env(SAMPLE["Values"])
+    defaults = StorageNames()
+
+    for field, setting in STORAGE_SETTINGS.items():
+        if field != "fanout_queue":
+            assert getattr(names, field) == getattr(defaults, field), setting

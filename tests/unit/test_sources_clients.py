@@ -170,6 +170,24 @@ def test_429_waits_exactly_retry_after_then_succeeds() -> None:
     assert api.calls["indicators"] == 2
 
 
+def test_a_response_hook_sees_every_answer_retries_included_once() -> None:
+    throttled = Canned(429, fixture_json("mde", "error-throttled.json"), {"Retry-After": "1"})
+    done = Canned(200, {"value": [{"id": "1"}]}, {"request-id": "r-2"})
+    routes = {("GET", "/api/indicators"): [throttled, done]}
+    seen_by_hook: list[tuple[int, str | None]] = []
+
+    def hook(response: httpx.Response) -> None:
+        seen_by_hook.append((response.status_code, response.headers.get("request-id")))
+
+    with replay_server(routes) as (base, _):
+        api = _api(base, FakeClock())
+        api.add_response_hook(hook)
+        api.add_response_hook(hook)  # a second add changes nothing
+        list(MdeClient(api).indicators())
+
+    assert seen_by_hook == [(429, None), (200, "r-2")]
+
+
 def test_429_that_never_ends_becomes_rate_limited_error() -> None:
     throttled = Canned(429, fixture_json("mde", "error-throttled.json"), {"Retry-After": "5"})
     clock = FakeClock()
