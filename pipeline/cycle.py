@@ -19,9 +19,10 @@ audits mode changes, plans and executes EDR in block mode over the whole fleet (
 approvals need every device, which no shard sees; the plan reads device facts, not evaluations),
 queues one message per shard (``pipeline.fanout.run_shard`` evaluates, ingests and stores each
 shard), publishes the blocklists, which are tenant-wide, and finishes with the status
-``fanned_out``. Two things differ from a whole cycle: the HTML report is not written (no process
-holds every evaluation), and a "did not take effect" finding from the verification of an earlier
-action is audited and listed in ``actions.json`` but not added to the shard's coverage rows.
+``fanned_out``. Its HTML report evaluates the fleet once more as it renders, folding each device
+into the totals without holding it, and has no ingestion section (the shards ingest). One thing
+differs from a whole cycle: a "did not take effect" finding from the verification of an earlier
+action is in the report, the audit and ``actions.json``, but not in the shards' coverage rows.
 """
 
 from __future__ import annotations
@@ -78,7 +79,12 @@ from pipeline.model import (
     RejectedRecord,
     TenantSettings,
 )
-from pipeline.output import Summary, evaluation_document, write_json
+from pipeline.output import (
+    Summary,
+    evaluation_document,
+    streamed_evaluation_document,
+    write_json,
+)
 from pipeline.report import render_report
 from pipeline.rows import coverage_row
 from pipeline.sharding import LATEST_SNAPSHOT, shard_messages, snapshot_blob
@@ -304,7 +310,7 @@ def _run_stages(
 
     with _stage(result, "plan", say):
         the_plan, checked = _plan_actions(services, options, result, coverages, now)
-        coverages = _with_verification_findings(coverages, checked)
+        coverages = list(_with_verification_findings(coverages, checked))
 
     with _stage(result, "ingest", say):
         uploaded = _ingest(services, result, coverages, now, out)
@@ -330,27 +336,49 @@ def _run_stages(
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
     with _stage(result, "report", say):
-        document = evaluation_document(coverages, rejected, Summary(load_matrix().version))
-        html = render_report(
-            document,
-            load_matrix().to_json(),
+        _write_report(
+            options,
+            result,
+            now,
+            evaluation_document(coverages, rejected, Summary(load_matrix().version)),
             actions=_action_rows(the_plan, executed, checked),
-            blocklists=[_publication_summary(p) for p in published],
+            published=published,
             ingestion={
                 "sent": uploaded.sent,
                 "failed": uploaded.failed,
                 "rejected": uploaded.rejected,
                 "dead_lettered": uploaded.dead_lettered,
             },
-            cycle={
-                "cycle_id": result.cycle_id,
-                "started": now.isoformat(),
-                "dry_run": options.dry_run,
-                "tenant": options.tenant_name,
-            },
         )
-        (out / "report.html").write_text(html, encoding="utf-8")
     return False
+
+
+def _write_report(
+    options: CycleOptions,
+    result: CycleResult,
+    now: datetime,
+    evaluation: Mapping[str, Any],
+    *,
+    actions: list[dict[str, Any]],
+    published: list[Published],
+    ingestion: Mapping[str, Any] | None,
+    ingestion_note: str | None = None,
+) -> None:
+    html = render_report(
+        evaluation,
+        load_matrix().to_json(),
+        actions=actions,
+        blocklists=[_publication_summary(p) for p in published],
+        ingestion=ingestion,
+        ingestion_note=ingestion_note,
+        cycle={
+            "cycle_id": result.cycle_id,
+            "started": now.isoformat(),
+            "dry_run": options.dry_run,
+            "tenant": options.tenant_name,
+        },
+    )
+    (options.out_dir / "report.html").write_text(html, encoding="utf-8")
 
 
 def _plan_actions(
@@ -440,12 +468,12 @@ def _fan_out(
             services, result, {facts.device_id: facts.state.value for facts in inputs.devices}
         )
         indicators = inputs.indicators or []
-        devices = inputs.devices
+        devices, rejected = inputs.devices, inputs.rejected
+        evaluator = evaluator_for(inputs, options.tenant)
         del inputs  # the shards read the snapshot again; this process keeps only the facts
 
     with _stage(result, "plan", say):
         the_plan, checked = _plan_actions(services, options, result, devices, now)
-        del devices
 
     with _stage(result, "fan-out", say):
         sent = services.fanout.send_all(shard_messages(result.cycle_id, shards))
@@ -460,7 +488,7 @@ def _fan_out(
         say("fan-out", f"{sent} shards queued on {services.fanout.name}")
 
     with _stage(result, "act", say):
-        _act(services, options, result, the_plan, checked)
+        executed = _act(services, options, result, the_plan, checked)
 
     with _stage(result, "blocklists", say):
         published = _publish_blocklists(
@@ -468,22 +496,42 @@ def _fan_out(
         )
         result.counts["blocklists_changed"] = sum(1 for p in published if p.changed)
 
+    with _stage(result, "report", say):
+        # The report folds each device into its totals as it is evaluated and keeps none, so
+        # the whole fleet is evaluated here once more without being held; the rows and the
+        # coverage table are the shards' work.
+        coverages = (evaluator.evaluate(facts) for facts in devices)
+        _write_report(
+            options,
+            result,
+            now,
+            streamed_evaluation_document(
+                _with_verification_findings(coverages, checked),
+                rejected,
+                Summary(evaluator.matrix.version),
+            ),
+            actions=_action_rows(the_plan, executed, checked),
+            published=published,
+            ingestion=None,
+            ingestion_note=(
+                f"This cycle handed its {result.counts.get('devices', 0)} devices to "
+                f"{result.counts.get('shards', 0)} fan-out shards, which send the "
+                "MdeAvCoverage_CL rows; each shard's counts are in its shard_finished audit "
+                "event."
+            ),
+        )
+
 
 def _with_verification_findings(
-    coverages: list[DeviceCoverage], checked: Verification
-) -> list[DeviceCoverage]:
+    coverages: Iterable[DeviceCoverage], checked: Verification
+) -> Iterator[DeviceCoverage]:
     """Devices whose EDR-block action did not take effect carry that as a finding too."""
     extra: dict[str, list[Finding]] = {}
     for item in checked.not_effective:
         extra.setdefault(item.device_id, []).append(item.finding)
-    if not extra:
-        return coverages
-    return [
-        replace(c, findings=c.findings + tuple(extra[c.facts.device_id]))
-        if c.facts.device_id in extra
-        else c
-        for c in coverages
-    ]
+    for coverage in coverages:
+        found = extra.get(coverage.facts.device_id)
+        yield replace(coverage, findings=coverage.findings + tuple(found)) if found else coverage
 
 
 def _action_rows(

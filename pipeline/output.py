@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
@@ -45,21 +45,41 @@ def evaluation_document(
 ) -> dict[str, Any]:
     """The same document ``write_json`` streams, in memory, sharing the verdict dicts between
     devices with the same facts (so a large fleet costs little more than its device list)."""
-    shared: dict[int, dict[str, Any]] = {}
-    devices = []
-    for coverage in coverages:
-        summary.add(coverage)
-        key = id(coverage.capabilities)
-        if key not in shared:
-            shared[key] = _verdicts_json(coverage.capabilities)
-        document = coverage_json_without_capabilities(coverage)
-        document["capabilities"] = shared[key]
-        devices.append(document)
-    summary.rejected = len(rejected)
+    document = streamed_evaluation_document(coverages, rejected, summary)
+    document["devices"] = list(document["devices"])  # fills the summary as it goes
+    return document
+
+
+def streamed_evaluation_document(
+    coverages: Iterable[DeviceCoverage], rejected: list[RejectedRecord], summary: Summary
+) -> dict[str, Any]:
+    """The evaluation document with ``devices`` a one-pass generator, for a reader that folds
+    each device into totals and keeps none (the report, over a fleet too large to hold).
+
+    ``summary`` is the very dict the document returns, empty until the devices have been read
+    to the end and then filled: read it only after the devices.
+    """
+    totals: dict[str, Any] = {}
+
+    def devices() -> Iterator[dict[str, Any]]:
+        # Keyed by the verdict map's id, and holding the map, so that an id is never reused
+        # while it is a key here (the evaluator shares one map between devices with one facts).
+        shared: dict[int, tuple[object, dict[str, Any]]] = {}
+        for coverage in coverages:
+            summary.add(coverage)
+            key = id(coverage.capabilities)
+            if key not in shared:
+                shared[key] = (coverage.capabilities, _verdicts_json(coverage.capabilities))
+            document = coverage_json_without_capabilities(coverage)
+            document["capabilities"] = shared[key][1]
+            yield document
+        summary.rejected = len(rejected)
+        totals.update(summary.to_json())
+
     return {
-        "devices": devices,
+        "devices": devices(),
         "rejected": [rejected_json(r) for r in rejected],
-        "summary": summary.to_json(),
+        "summary": totals,
     }
 
 
@@ -88,8 +108,11 @@ class Summary:
     findings: Counter[str] = field(default_factory=Counter)
     fixes: dict[str, str] = field(default_factory=dict)
     rejected: int = 0
-    # Verdict maps are shared between devices (see evaluate), so their unknowns are counted once.
-    _unknown_by_verdicts: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    # Verdict maps are shared between devices (see evaluate), so their unknowns are worked out
+    # once per map; each entry holds its map, so that its id is not reused while it is a key.
+    _unknown_by_verdicts: dict[int, tuple[object, list[str]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def add(self, coverage: DeviceCoverage) -> None:
         facts = coverage.facts
@@ -102,11 +125,14 @@ class Summary:
         if coverage.gaps:
             self.devices_with_gaps += 1
             self.gaps.update(coverage.gaps)
-        unknown = self._unknown_by_verdicts.get(id(coverage.capabilities))
-        if unknown is None:
+        known = self._unknown_by_verdicts.get(id(coverage.capabilities))
+        if known is None:
             unknown = [c for c, v in coverage.capabilities.items() if v.status is Status.UNKNOWN]
-            self._unknown_by_verdicts[id(coverage.capabilities)] = unknown
-        self.unknown.update(unknown)
+            known = self._unknown_by_verdicts[id(coverage.capabilities)] = (
+                coverage.capabilities,
+                unknown,
+            )
+        self.unknown.update(known[1])
         for finding in coverage.findings:
             self.findings[finding.code] += 1
             self.fixes.setdefault(finding.code, finding.fix)
@@ -138,13 +164,15 @@ def write_json(
     those parts are encoded once and reused by identity; only names and ids are encoded per
     device. The result is the same JSON ``coverage_json`` describes.
     """
-    encoded: dict[int, str] = {}
+    # Each entry holds its part: a freed part's id could otherwise be reused by a new one and
+    # be given the old one's text.
+    encoded: dict[int, tuple[Any, str]] = {}
 
     def once(part: Any, encode: Callable[[Any], object]) -> str:
-        text = encoded.get(id(part))
-        if text is None:
-            text = encoded[id(part)] = json.dumps(encode(part))
-        return text
+        known = encoded.get(id(part))
+        if known is None:
+            known = encoded[id(part)] = (part, json.dumps(encode(part)))
+        return known[1]
 
     out.write('{"devices": [')
     for index, coverage in enumerate(coverages):

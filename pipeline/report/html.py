@@ -155,6 +155,7 @@ def render_report(
     ingestion: Mapping[str, Any] | Iterable[Mapping[str, Any]] | None = None,
     cycle: Mapping[str, Any] | None = None,
     top: int = DEFAULT_TOP,
+    ingestion_note: str | None = None,
 ) -> str:
     """The report as one HTML document; see :func:`build_report` for the arguments."""
     return build_report(
@@ -165,6 +166,7 @@ def render_report(
         ingestion=ingestion,
         cycle=cycle,
         top=top,
+        ingestion_note=ingestion_note,
     ).html
 
 
@@ -177,6 +179,7 @@ def build_report(
     ingestion: Mapping[str, Any] | Iterable[Mapping[str, Any]] | None = None,
     cycle: Mapping[str, Any] | None = None,
     top: int = DEFAULT_TOP,
+    ingestion_note: str | None = None,
 ) -> Report:
     """Render the report and say which device records were left out.
 
@@ -184,8 +187,9 @@ def build_report(
     device_name, device_id, action, status, reason; others are shown too). ``blocklists`` are
     publication summaries (format, list, entries, sha256, added, removed, or a ``diff`` holding
     the last two). ``ingestion`` is one summary (sent, failed, dead_lettered, ...) or one per
-    table. ``cycle`` holds cycle_id, started, finished, dry_run and tenant. ``top`` caps the
-    length of every list of records on the page.
+    table; without it, ``ingestion_note`` says why (by default: nothing was sent). ``cycle``
+    holds cycle_id, started, finished, dry_run and tenant. ``top`` caps the length of every list
+    of records on the page.
 
     Raises :class:`ReportInputError` when the document is not an evaluation at all.
     """
@@ -208,6 +212,7 @@ def build_report(
         ingestion=None if ingestion is None else _ingestion_rows(ingestion),
         cycle=dict(cycle) if cycle is not None else {},
         top=top,
+        ingestion_note=ingestion_note,
     )
 
     page = _page(context)
@@ -537,6 +542,7 @@ class _Context:
     ingestion: list[Mapping[str, Any]] | None
     cycle: dict[str, Any]
     top: int
+    ingestion_note: str | None = None
 
     def modes(self) -> list[str]:
         """Modes present in the fleet, in the matrix's order, then any others."""
@@ -1324,7 +1330,8 @@ def _blocklists_section(ctx: _Context) -> str:
 def _ingestion_section(ctx: _Context) -> str:
     rows_in = ctx.ingestion
     if rows_in is None:
-        return _section("ingestion", "<p>Nothing was sent to Log Analytics in this run.</p>")
+        note = ctx.ingestion_note or "Nothing was sent to Log Analytics in this run."
+        return _section("ingestion", f'<p data-ingestion="none">{_text(note)}</p>')
 
     sent = sum(_int(r.get("sent")) for r in rows_in)
     failed = sum(_int(r.get("failed")) for r in rows_in)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -193,6 +194,42 @@ def test_a_fanned_out_cycle_plans_edr_block_mode_over_the_whole_fleet(
     # Dry-run: the decision is audited (a plan over the caps once, under its id), nothing done.
     assert events(fanout_lab, fanned.cycle_id, AuditKind.ACTION_PLANNED)
     assert fanout_lab.lab.group_members(fanout_lab.lab.config.edr_block_group_id) == []
+
+
+# Every count the report carries in an attribute, with the attributes that say what it counts.
+_COUNTED = re.compile(
+    r"<[a-z]+ [^>]*data-(?:count|gap-count|silent-count|unknown-count|mode-total|platform-total"
+    r"|device-id|metric)=[^>]*>"
+)
+_CYCLE_ONLY = ("dry-run", "inconsistencies", "ingestion-")
+
+
+def _report_counts(out: Path) -> list[str]:
+    html = (out / "report.html").read_text(encoding="utf-8")
+    return [
+        tag
+        for tag in _COUNTED.findall(html)
+        if not any(f'data-metric="{name}' in tag for name in _CYCLE_ONLY)
+    ]
+
+
+def test_a_fanned_out_cycle_writes_the_report_a_whole_cycle_would(
+    tmp_path: Path, fanout_lab: LabEnvironment
+) -> None:
+    fanned = cycle(fanout_lab, tmp_path / "fanned")
+    assert coverage_rows(fanout_lab) == []  # the report is rendered without sending a row
+    whole = cycle(fanout_lab, tmp_path / "whole", FanoutSettings(threshold_devices=10 * DEVICES))
+
+    assert fanned.status == "fanned_out", fanned.errors
+    assert "report" in fanned.durations
+    counts = _report_counts(tmp_path / "fanned")
+    # The same modes, heatmap, gaps, findings and silent-gap devices, number for number.
+    assert counts == _report_counts(tmp_path / "whole")
+    assert f'data-metric="devices" data-value="{DEVICES}"' in " ".join(counts)
+    html = (tmp_path / "fanned" / "report.html").read_text(encoding="utf-8")
+    assert 'data-metric="inconsistencies"' not in html  # its summary agrees with its devices
+    assert "fan-out shards, which send the MdeAvCoverage_CL rows" in html
+    assert whole.status == "completed", whole.errors
 
 
 def test_a_live_fanned_out_cycle_acts_once_and_the_next_one_verifies(
