@@ -44,6 +44,13 @@ from pipeline.modes import (
     platform_from_caption,
     platform_from_os,
 )
+from pipeline.sources.snapshot import SECTIONS as SNAPSHOT_SECTIONS
+from pipeline.sources.snapshot import (
+    SnapshotHeader,
+    SnapshotLayoutError,
+    iter_records,
+    written_here,
+)
 
 COLLECTOR_SCHEMA = "endpoint-av-state/1"
 SNAPSHOT_SCHEMA = "mde-snapshot/1"
@@ -70,16 +77,50 @@ class InputError(ValueError):
 
 
 def read_files(paths: Iterable[Path]) -> Inputs:
-    """Read every file, then merge what several sources say about the same device."""
+    """Read every file, then merge what several sources say about the same device.
+
+    A snapshot the pipeline wrote is read one record at a time (:func:`read_snapshot`); any
+    other file is read whole.
+    """
     collected = Inputs()
     for path in paths:
         try:
+            if written_here(path):
+                _extend(collected, _streamed_snapshot(path, None))
+                continue
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
         _extend(collected, parse_document(path.name, data))
     collected.devices = merge_devices(collected.devices)
     return collected
+
+
+def read_snapshot(path: Path, keep: Callable[[str], bool] | None = None) -> Inputs:
+    """A snapshot file's devices (only those whose id ``keep`` accepts, when given), merged.
+
+    A snapshot the pipeline wrote is streamed, so memory holds the kept devices' facts and not
+    the file's JSON; another snapshot file is parsed whole. Rejected records are all reported,
+    whichever devices they name.
+    """
+    try:
+        if written_here(path):
+            inputs = _streamed_snapshot(path, keep)
+        else:
+            inputs = parse_document(path.name, path.read_bytes())
+            if keep is not None:
+                inputs.devices = [d for d in inputs.devices if keep(d.device_id)]
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    inputs.devices = merge_devices(inputs.devices)
+    return inputs
+
+
+def _streamed_snapshot(path: Path, keep: Callable[[str], bool] | None) -> Inputs:
+    try:
+        return parse_snapshot_records(path.name, iter_records(path, SnapshotHeader()), keep=keep)
+    except SnapshotLayoutError as exc:
+        raise InputError(f"{path.name}: {exc}") from exc
 
 
 def parse_document(name: str, data: bytes) -> Inputs:
@@ -157,44 +198,109 @@ def parse_tenant(document: Any, where: str = "tenant") -> TenantSettings:
 
 
 def parse_snapshot(name: str, snapshot: Mapping[str, Any]) -> Inputs:
-    out = Inputs()
-    parts = (
-        ("deviceavinfo", _deviceavinfo_records),
-        ("tvmInfoGathering", parse_hunting_rows),
-        ("collectorDocuments", _collector_documents),
+    """A snapshot parsed whole (a file in another layout than the pipeline writes)."""
+    rejected: list[RejectedRecord] = []
+
+    def records() -> Iterator[tuple[str, Any]]:
+        for key in SNAPSHOT_SECTIONS:
+            section = snapshot.get(key) or []
+            if not isinstance(section, list):
+                rejected.append(RejectedRecord(f"{name}:{key}", None, key, "expected a list"))
+                continue
+            for record in section:
+                yield key, record
+
+    out = parse_snapshot_records(
+        name, records(), indicators_listed=isinstance(snapshot.get("indicators"), list)
     )
-    for key, parse in parts:
-        section = snapshot.get(key) or []
-        if not isinstance(section, list):
-            out.rejected.append(RejectedRecord(f"{name}:{key}", None, key, "expected a list"))
-            continue
-        _extend(out, parse(f"{name}:{key}", section))
-
-    machines = snapshot.get("machines") or []
-    aad_ids = {
-        m["id"]: m.get("aadDeviceId")
-        for m in machines
-        if isinstance(m, dict) and isinstance(m.get("id"), str)
-    }
-    out.devices = [
-        dataclasses.replace(d, aad_device_id=aad_ids.get(d.device_id))
-        if aad_ids.get(d.device_id)
-        else d
-        for d in out.devices
-    ]
-
-    indicators = snapshot.get("indicators")
-    if isinstance(indicators, list):
-        out.indicators = indicators
-        out.indicator_kinds = set()
-        for record in indicators:
-            if isinstance(record, dict):
-                kind = _INDICATOR_KINDS.get(str(record.get("indicatorType")))
-                if kind:
-                    out.indicator_kinds.add(kind)
-                if kind == "url" and _is_mda_indicator(record):
-                    out.indicator_kinds.add("mda")
+    out.rejected[:0] = rejected
     return out
+
+
+def parse_snapshot_records(
+    name: str,
+    records: Iterable[tuple[str, Any]],
+    *,
+    keep: Callable[[str], bool] | None = None,
+    indicators_listed: bool = True,
+) -> Inputs:
+    """A snapshot's ``(section, record)`` pairs, in any order, read one at a time.
+
+    Devices come from the AV health export, hunting (a device's newest row wins) and collector
+    documents; the machine list adds each device's Entra id; the indicators are kept whole.
+    ``keep`` limits the devices (and the machine list) to the ids it accepts. Without
+    ``indicators_listed`` (a snapshot with no indicators list at all), which indicator kinds the
+    tenant uses is not known, rather than known to be none.
+    """
+    out = Inputs()
+    by_section: dict[str, list[DeviceFacts]] = {"deviceavinfo": [], "collectorDocuments": []}
+    newest: dict[str, tuple[str, DeviceFacts]] = {}
+    aad_ids: dict[str, str] = {}
+    indicators: list[Any] | None = None
+    positions = dict.fromkeys(SNAPSHOT_SECTIONS, 0)
+    readers = {
+        "deviceavinfo": facts_from_deviceavinfo,
+        "tvmInfoGathering": facts_from_hunting,
+        "collectorDocuments": facts_from_collector,
+    }
+
+    for section, record in records:
+        position = positions.get(section)
+        if position is None:
+            continue  # not a device or tenant section: nothing here reads it
+        positions[section] = position + 1
+        if section == "machines":
+            if isinstance(record, dict) and isinstance(record.get("id"), str):
+                aad = record.get("aadDeviceId")
+                if aad and (keep is None or keep(record["id"])):
+                    aad_ids[record["id"]] = aad
+            continue
+        if section == "indicators":
+            indicators = indicators if indicators is not None else []
+            indicators.append(record)
+            continue
+        where = f"{name}:{section}[{position}]"
+        if not isinstance(record, dict):
+            out.rejected.append(RejectedRecord(where, None, None, "record is not an object"))
+            continue
+        facts = readers[section](record, where)
+        if isinstance(facts, RejectedRecord):
+            out.rejected.append(facts)
+        elif keep is not None and not keep(facts.device_id):
+            continue
+        elif section == "tvmInfoGathering":
+            stamp = str(record.get("Timestamp") or "")
+            seen = newest.get(facts.device_id)
+            if seen is None or stamp >= seen[0]:
+                newest[facts.device_id] = (stamp, facts)
+        else:
+            by_section[section].append(facts)
+
+    devices = [
+        *by_section["deviceavinfo"],
+        *(facts for _, facts in newest.values()),
+        *by_section["collectorDocuments"],
+    ]
+    out.devices = [
+        dataclasses.replace(d, aad_device_id=aad_ids[d.device_id]) if d.device_id in aad_ids else d
+        for d in devices
+    ]
+    if indicators_listed or indicators is not None:
+        out.indicators = indicators or []
+        out.indicator_kinds = _indicator_kinds(out.indicators)
+    return out
+
+
+def _indicator_kinds(indicators: list[Any]) -> set[str]:
+    kinds: set[str] = set()
+    for record in indicators:
+        if isinstance(record, dict):
+            kind = _INDICATOR_KINDS.get(str(record.get("indicatorType")))
+            if kind:
+                kinds.add(kind)
+            if kind == "url" and _is_mda_indicator(record):
+                kinds.add("mda")
+    return kinds
 
 
 def _is_mda_indicator(record: Mapping[str, Any]) -> bool:
