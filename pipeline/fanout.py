@@ -34,7 +34,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ from typing import Any, Final
 from pipeline.app_entry import FanoutMessage
 from pipeline.config import PipelineSettings
 from pipeline.cycle import evaluator_for
-from pipeline.inputs import read_files
+from pipeline.inputs import read_snapshot
 from pipeline.model import DeviceFacts, TenantSettings
 from pipeline.rows import coverage_row
 from pipeline.services import ShardServices, shard_services
@@ -105,9 +105,11 @@ def evaluate_shard(
     """The shard's work with services given; see the module docstring."""
     started = time.perf_counter()
     snapshot = _fetch_snapshot(services, message, work / "snapshot.json")
-    inputs = read_files([snapshot.path])
+    # Streamed, keeping only this shard's devices: a shard's memory follows its own size, not
+    # the fleet's, however large the snapshot it reads.
+    inputs = read_snapshot(snapshot.path, _selector(message))
     evaluator = evaluator_for(inputs, tenant)
-    devices, missing = _select(inputs.devices, message)
+    devices, missing = inputs.devices, _missing(inputs.devices, message)
 
     key = _shard_key(snapshot.cycle_id, message, evaluator.matrix.version, evaluator.tenant)
     result = ShardResult(snapshot.cycle_id, message.shard, message.shards, "completed")
@@ -215,17 +217,19 @@ def _fetch_snapshot(services: ShardServices, message: FanoutMessage, path: Path)
     return _Snapshot(cycle_id, collected_at, path)
 
 
-def _select(
-    devices: list[DeviceFacts], message: FanoutMessage
-) -> tuple[list[DeviceFacts], list[str]]:
-    """The shard's devices, and the requested ids the snapshot does not hold."""
+def _selector(message: FanoutMessage) -> Callable[[str], bool]:
+    """Which device ids are the shard's: the ids the message lists, or those hashing to it."""
+    if message.device_ids is not None:
+        return frozenset(message.device_ids).__contains__
+    shard, shards = message.shard, message.shards
+    return lambda device_id: shard_of(device_id, shards) == shard
+
+
+def _missing(devices: list[DeviceFacts], message: FanoutMessage) -> list[str]:
+    """The requested ids the snapshot does not hold."""
     if message.device_ids is None:
-        chosen = [d for d in devices if shard_of(d.device_id, message.shards) == message.shard]
-        return chosen, []
-    wanted = set(message.device_ids)
-    chosen = [d for d in devices if d.device_id in wanted]
-    found = {d.device_id for d in chosen}
-    return chosen, sorted(wanted - found)
+        return []
+    return sorted(set(message.device_ids) - {d.device_id for d in devices})
 
 
 def _shard_key(

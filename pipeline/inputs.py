@@ -263,6 +263,12 @@ def parse_snapshot_records(
         if not isinstance(record, dict):
             out.rejected.append(RejectedRecord(where, None, None, "record is not an object"))
             continue
+        if keep is not None:
+            # Skip another shard's device before the (costlier) facts are built; a record
+            # without a usable id is read, so that it is rejected with its reason.
+            device_id = _DEVICE_ID_OF[section](record)
+            if isinstance(device_id, str) and device_id.strip() and not keep(device_id):
+                continue
         facts = readers[section](record, where)
         if isinstance(facts, RejectedRecord):
             out.rejected.append(facts)
@@ -350,8 +356,31 @@ def _each(
             yield record, facts
 
 
+def _deviceavinfo_id(record: Mapping[str, Any]) -> Any:
+    return record.get("id") or record.get("machineId")
+
+
+def _hunting_id(row: Mapping[str, Any]) -> Any:
+    return row.get("DeviceId")
+
+
+def _collector_id(document: Mapping[str, Any]) -> Any:
+    device = document.get("device")
+    if not isinstance(device, dict):
+        return None
+    return device.get("mdeDeviceId") or device.get("name")
+
+
+# Where each snapshot section keeps the device id: the same reads the facts functions make.
+_DEVICE_ID_OF: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "deviceavinfo": _deviceavinfo_id,
+    "tvmInfoGathering": _hunting_id,
+    "collectorDocuments": _collector_id,
+}
+
+
 def facts_from_deviceavinfo(record: Mapping[str, Any], where: str) -> DeviceFacts | RejectedRecord:
-    device_id = record.get("id") or record.get("machineId")
+    device_id = _deviceavinfo_id(record)
     if not isinstance(device_id, str) or not device_id.strip():
         return RejectedRecord(where, None, "id", "missing device id (id / machineId)")
 
@@ -419,7 +448,7 @@ def parse_hunting_rows(name: str, rows: list[Any]) -> Inputs:
 
 
 def facts_from_hunting(row: Mapping[str, Any], where: str) -> DeviceFacts | RejectedRecord:
-    device_id = row.get("DeviceId")
+    device_id = _hunting_id(row)
     if not isinstance(device_id, str) or not device_id.strip():
         return RejectedRecord(where, None, "DeviceId", "missing DeviceId")
 
@@ -488,7 +517,7 @@ def facts_from_collector(document: Any, where: str) -> DeviceFacts | RejectedRec
     )
     registry, services = sections["registry"], sections["services"]
 
-    device_id = device.get("mdeDeviceId") or device.get("name")
+    device_id = _collector_id(document)
     if not isinstance(device_id, str) or not device_id.strip():
         return RejectedRecord(where, None, "device.mdeDeviceId", "missing device id and name")
 

@@ -140,12 +140,23 @@ def test_a_damaged_snapshot_is_refused_naming_where(
 
 
 def test_keep_reads_only_the_devices_asked_for(tmp_path: Path, fleet: Fleet) -> None:
-    path = _write(tmp_path / "s.json", fleet)
+    unreadable = {"deviceavinfo": [{"avMode": "1"}], "tvmInfoGathering": [{"DeviceId": " "}]}
+    path = _write(tmp_path / "s.json", fleet, extra=unreadable)
     everything = read_files([path])
     wanted = {d.device_id for d in everything.devices[::7]}
+    asked: list[str] = []
 
-    some = read_snapshot(path, keep=wanted.__contains__)
+    def keep(device_id: str) -> bool:
+        asked.append(device_id)
+        return device_id in wanted
+
+    some = read_snapshot(path, keep=keep)
 
     assert {d.device_id for d in some.devices} == wanted
     assert some.devices == [d for d in everything.devices if d.device_id in wanted]
     assert some.indicators == everything.indicators
+    # Records without a usable id are still rejected, whichever devices are kept.
+    assert some.rejected == everything.rejected
+    assert len(some.rejected) == 2
+    # Every device record was asked about by its id before its facts were built.
+    assert len(asked) >= 2 * DEVICES
