@@ -20,7 +20,7 @@ the cycle's settings use too; ``infra/main.bicep`` writes the same keys.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -29,7 +29,7 @@ from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from pipeline.config import StorageNames
+from pipeline.config import FanoutSettings, StorageNames
 from pipeline.detect.modes_cache import UNKNOWN_DEVICE_POLICIES, UnknownDevicePolicy
 from pipeline.errors import ConfigError
 from pipeline.sources.auth import FixedTokenCredential
@@ -74,12 +74,15 @@ class AppSettings:
     fanout_queue: str | None
     unknown_devices: UnknownDevicePolicy
     stream_cache_seconds: float
+    # How large a fleet POST /api/evaluate {"all": true} splits into shards (as a cycle does).
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AppSettings:
         connection = env.get("AzureWebJobsStorage", "").strip() or None
         try:
             names = StorageNames.from_env(env)
+            fanout = FanoutSettings.from_env(env)
         except ConfigError as error:
             raise AppSettingsError(str(error)) from None
         unknown = env.get("STREAM_UNKNOWN_DEVICES", "report").strip().lower()
@@ -105,6 +108,7 @@ class AppSettings:
             fanout_queue=names.fanout_queue,
             unknown_devices="report" if unknown == "report" else "ignore",
             stream_cache_seconds=_seconds(env, "STREAM_CACHE_SECONDS", 300.0),
+            fanout=fanout,
         )
         settings.validate()
         return settings

@@ -8,7 +8,8 @@ a pattern first and passed as a parameter, never spliced into a filter.
 ``POST collector``                      an endpoint collector document → ``COLLECTOR_QUEUE``
                                         (202; 400 with the problems; 413 over 256 KB)
 ``POST evaluate``                       ``{"deviceId": ...}`` or ``{"all": true}`` →
-                                        ``FANOUT_QUEUE`` (202)
+                                        ``FANOUT_QUEUE`` (202); "all" over a fleet above
+                                        the fan-out threshold: one message per shard
 ``GET devices/{device_id}/coverage``    the device's latest coverage and current mode
 ``GET matrix``                          the capability matrix (``?capability=`` for one)
 ``GET audit``                           the audit trail by ``cycle``, ``device`` or ``day``, paged
@@ -37,9 +38,10 @@ from azure.storage.queue import QueueClient, QueueMessage
 
 from pipeline import app_entry
 from pipeline.act.blocklist import FORMATS, LIST_NAMES, etag_matches
-from pipeline.app_settings import AppSettingsError
+from pipeline.app_settings import AppSettings, AppSettingsError
 from pipeline.coverage_store import CoverageStore, CoverageStoreError
 from pipeline.matrix import load_matrix
+from pipeline.sharding import LATEST_SNAPSHOT, shard_messages
 from pipeline.sinks.audit import AuditError, AuditEvent, AuditQueryError, AuditTrail
 from pipeline.sources.collector_doc import MAX_DOCUMENT_BYTES, validate_collector_document
 
@@ -129,9 +131,44 @@ def post_evaluate(req: func.HttpRequest) -> func.HttpResponse:
     message["requestedBy"] = _principal(req) or "function key"
 
     config = app_entry.settings()
+    queue = config.queue(config.require_fanout_queue())
+    if message.get("all"):
+        shards = _shards_for_everything(config, message["requestedBy"])
+        if shards is not None:
+            for text in shards[1]:
+                app_entry.parse_fanout_message(text)
+            sent = [_enqueue(queue, text) for text in shards[1]]
+            return _json(
+                202,
+                {
+                    "queued": True,
+                    "messageIds": [m.id for m in sent],
+                    "cycleId": shards[0],
+                    "shards": len(sent),
+                    **message,
+                },
+            )
     app_entry.parse_fanout_message(json.dumps(message))  # the queue function will accept it
-    sent = _enqueue(config.queue(config.require_fanout_queue()), json.dumps(message))
-    return _json(202, {"queued": True, "messageId": sent.id, **message})
+    sent_one = _enqueue(queue, json.dumps(message))
+    return _json(202, {"queued": True, "messageId": sent_one.id, **message})
+
+
+def _shards_for_everything(config: AppSettings, requested_by: str) -> tuple[str, list[str]] | None:
+    """Re-evaluating every device of a fleet above the fan-out threshold takes the shards a
+    cycle would use, all naming the newest snapshot; None when one message will do (a small
+    fleet, or no snapshot stored yet: the shard then says so)."""
+    blob = config.container(config.state_container).get_blob_client(LATEST_SNAPSHOT)
+    try:
+        pointer = json.loads(blob.download_blob().readall())
+    except (ResourceNotFoundError, ValueError):
+        return None
+    devices, cycle_id = pointer.get("devices"), pointer.get("cycleId")
+    if not isinstance(devices, int) or not isinstance(cycle_id, str):
+        return None
+    shards = config.fanout.shards_for(devices)
+    if shards < 2:
+        return None
+    return cycle_id, shard_messages(cycle_id, shards, requested_by=requested_by)
 
 
 @_answers_misconfiguration

@@ -8,6 +8,7 @@ Analytics is the local ingestion endpoint.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import json
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import azure.functions as func
 import httpx
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient
@@ -38,6 +39,7 @@ from pipeline.devserver import DevServer, http_routes
 from pipeline.fanout import ShardError
 from pipeline.indicators import Indicator
 from pipeline.lab.ingestion import LOCAL_DCR_IMMUTABLE_ID, IngestionServer
+from pipeline.sharding import LATEST_SNAPSHOT
 from pipeline.sinks.audit import AuditTrail
 from pipeline.sinks.blobs import BlobBlocklistStore
 from pipeline.sources.collector_doc import MAX_DOCUMENT_BYTES
@@ -277,6 +279,38 @@ def test_re_evaluation_is_queued_for_the_fan_out(
     messages = queued(app_env, "FANOUT_QUEUE")
     assert [m.get("deviceIds") for m in messages] == [[device], None]
     assert messages[1]["all"] is True
+
+
+def test_re_evaluating_a_large_fleet_queues_the_shards_a_cycle_would(
+    functions: dict[str, Callable[..., Any]],
+    app_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The newest snapshot holds 45,000 devices; above a 20,000 threshold, 10,000 per shard.
+    state = BlobServiceClient.from_connection_string(
+        app_env["AzureWebJobsStorage"], api_version="2025-11-05"
+    ).get_container_client(app_env["STATE_CONTAINER"])
+    with contextlib.suppress(ResourceExistsError):
+        state.create_container()
+    pointer = {"cycleId": "20261204T060000Z-abcd1234", "devices": 45_000}
+    state.upload_blob(LATEST_SNAPSHOT, json.dumps(pointer), overwrite=True)
+    monkeypatch.setenv("FANOUT_THRESHOLD_DEVICES", "20000")
+    monkeypatch.setenv("FANOUT_SHARD_DEVICES", "10000")
+
+    answer = functions["post_evaluate"](http("POST", "evaluate", body=b'{"all": true}'))
+
+    assert answer.status_code == 202
+    assert body_of(answer)["shards"] == 5
+    messages = queued(app_env, "FANOUT_QUEUE")
+    assert [(m["shard"], m["shards"]) for m in messages] == [(s, 5) for s in range(5)]
+    assert {m["cycleId"] for m in messages} == {pointer["cycleId"]}
+    assert all(m["all"] is True and m["requestedBy"] for m in messages)
+
+    # Under the threshold the same request is one message for the newest snapshot.
+    monkeypatch.setenv("FANOUT_THRESHOLD_DEVICES", "50000")
+    small = functions["post_evaluate"](http("POST", "evaluate", body=b'{"all": true}'))
+    assert body_of(small)["messageId"]
+    assert len(queued(app_env, "FANOUT_QUEUE")) == 6
 
 
 def test_re_evaluation_without_a_fan_out_queue_says_it_is_not_set_up(
