@@ -90,6 +90,8 @@ class LabConfig:
     list_max_top: int = 10_000
     machines_next_link: bool = False  # Microsoft documents $skip paging for /api/machines
     hunting_max_rows: int = 100_000
+    # Advanced hunting refuses an answer larger than 124 MB with a 400 instead of cutting it.
+    hunting_max_bytes: int = 124 * 2**20
     group_page_size: int = 100
     enforce_rate_limits: bool = True
     clock: Callable[[], float] = time.monotonic
@@ -468,6 +470,12 @@ class LabServer:
                 "optionally filtered by device-id prefix",
             )
         rows = [self.fleet.tvm_row(i) for i in self._hunting_indices(part)]
+        if sum(len(json.dumps(row)) + 1 for row in rows) > self.config.hunting_max_bytes:
+            raise _BadRequest(
+                "BadRequest",
+                "Query execution has exceeded the allowed result size. Optimize your query by "
+                "limiting the number of results and try again.",
+            )
         names = ("Timestamp", "DeviceId", "DeviceName", "OSPlatform", "AdditionalFields")
         types = ("DateTime", "String", "String", "String", "Dynamic")
         if graph:

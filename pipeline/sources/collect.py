@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.sources.collector_doc import read_collector_documents
-from pipeline.sources.errors import SourceError
+from pipeline.sources.errors import ApiError, SourceError
 from pipeline.sources.graph import GraphClient
 from pipeline.sources.hunting import MAX_HUNTING_ROWS, DevicePart, tvm_info_gathering_query
 from pipeline.sources.mde import MdeClient
@@ -131,7 +131,8 @@ def _collect_hunting(
     A hunting answer stops at ``row_cap`` rows without saying so. An answer that reaches the cap is
     set aside and the question asked again in seventeen disjoint parts by device-id prefix
     (``DevicePart``), and a part that reaches the cap again is split once more. Only a part that
-    cannot be split further and still reaches the cap is recorded as possibly cut short.
+    cannot be split further and still reaches the cap is recorded as possibly cut short. An
+    answer over the size limit (a 400 "exceeded the allowed result size") is split the same way.
     """
     endpoint = "POST /security/runHuntingQuery"
     pending = deque([DevicePart()])
@@ -142,6 +143,13 @@ def _collect_hunting(
         try:
             result = graph.run_hunting_query(tvm_info_gathering_query(part))
         except SourceError as exc:
+            if _result_too_large(exc) and part.splittable:
+                log.info(
+                    "tvmInfoGathering: %s is over the answer size limit; asking again in parts",
+                    part.label,
+                )
+                pending.extend(part.split())
+                continue
             log.warning("tvmInfoGathering (%s) failed: %s", part.label, exc)
             where = "" if part == DevicePart() else f" ({part.label})"
             snapshot.add_error(
@@ -176,6 +184,15 @@ def _collect_hunting(
             )
     if parts_asked > 1:
         log.info("tvmInfoGathering read in %d hunting queries", parts_asked)
+
+
+def _result_too_large(error: SourceError) -> bool:
+    """Hunting's refusal of an answer over its size limit (124 MB for the MDE API)."""
+    return (
+        isinstance(error, ApiError)
+        and error.status == 400
+        and "exceeded the allowed result size" in error.message.lower()
+    )
 
 
 def _collect_documents(snapshot: SnapshotWriter, section: SectionWriter, directory: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,6 +168,38 @@ def test_a_part_at_the_cap_that_cannot_be_split_is_reported_not_dropped(tmp_path
         assert len(rows) == len({r["DeviceId"] for r in rows}) < DEVICES
         # Every part still answered, capped: 256 parts of at most 3 rows plus the rest parts.
         assert len(rows) > 256
+
+
+def test_an_answer_over_the_size_limit_is_asked_again_in_parts(tmp_path: Path) -> None:
+    # About 600 bytes a row: 1,200 devices are over 200 KB, a one-digit part (~75) is not.
+    with running_lab(DEVICES, hunting_max_bytes=200_000) as lab:
+        result, snapshot, _, _ = _collect(lab, tmp_path / "s.json")
+
+        assert snapshot["errors"] == []
+        assert not result.failed
+        assert snapshot["counts"]["tvmInfoGathering"] == DEVICES
+        statuses = [r.status for r in lab.server.requests if r.endpoint == "hunting"]
+        assert statuses == [400] + [200] * 17  # refused once, never retried as it was
+
+
+def test_parts_still_over_the_size_limit_are_reported_with_microsofts_words(
+    tmp_path: Path,
+) -> None:
+    with running_lab(DEVICES, hunting_max_bytes=100) as lab:  # no row fits
+        result, snapshot, _, _ = _collect(lab, tmp_path / "s.json")
+
+        errors = snapshot["errors"]
+        assert result.failed
+        assert snapshot["counts"]["tvmInfoGathering"] == 0
+        # Every two-digit part that holds a device, each named; the empty ones answered.
+        assert {e["status"] for e in errors} == {400}
+        assert all("exceeded the allowed result size" in e["message"] for e in errors)
+        assert all(re.search(r"\(DeviceId [0-9a-f]{2}…\)$", e["message"]) for e in errors)
+        assert len(errors) == len({r["DeviceId"][:2] for r in _all_tvm_rows(lab)})
+
+
+def _all_tvm_rows(lab: LabTenant) -> list[dict[str, Any]]:
+    return [lab.server.fleet.tvm_row(i) for i in range(DEVICES)]
 
 
 def test_a_failing_part_is_reported_by_its_prefix_and_the_others_kept(tmp_path: Path) -> None:
