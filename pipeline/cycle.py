@@ -20,19 +20,20 @@ approvals need every device, which no shard sees; the plan reads device facts, n
 queues one message per shard (``pipeline.fanout.run_shard`` evaluates, ingests and stores each
 shard), publishes the blocklists, which are tenant-wide, and finishes with the status
 ``fanned_out``. Its HTML report evaluates the fleet once more as it renders, folding each device
-into the totals without holding it, and has no ingestion section (the shards ingest). One thing
-differs from a whole cycle: a "did not take effect" finding from the verification of an earlier
-action is in the report, the audit and ``actions.json``, but not in the shards' coverage rows.
+into the totals without holding it, and has no ingestion section (the shards ingest). A "did
+not take effect" finding from the verification of an earlier action reaches the shards' rows
+through ``snapshots/<cycle id>/extra-findings.json``, written before the shards are queued.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -87,7 +88,12 @@ from pipeline.output import (
 )
 from pipeline.report import render_report
 from pipeline.rows import coverage_row
-from pipeline.sharding import LATEST_SNAPSHOT, shard_messages, snapshot_blob
+from pipeline.sharding import (
+    LATEST_SNAPSHOT,
+    extra_findings_blob,
+    shard_messages,
+    snapshot_blob,
+)
 from pipeline.sinks.audit import AuditTrail
 from pipeline.sinks.lease import CycleLease, LeaseHeld
 from pipeline.sinks.log_analytics import LogAnalyticsSink, UploadResult
@@ -474,6 +480,16 @@ def _fan_out(
 
     with _stage(result, "plan", say):
         the_plan, checked = _plan_actions(services, options, result, devices, now)
+        extra = _extra_findings(checked)
+        if extra:
+            # Written before the shards are queued, so every shard finds it.
+            services.state.put_document(
+                extra_findings_blob(result.cycle_id),
+                {
+                    device_id: [dataclasses.asdict(f) for f in findings]
+                    for device_id, findings in extra.items()
+                },
+            )
 
     with _stage(result, "fan-out", say):
         sent = services.fanout.send_all(shard_messages(result.cycle_id, shards))
@@ -522,13 +538,25 @@ def _fan_out(
         )
 
 
+def _extra_findings(checked: Verification) -> dict[str, list[Finding]]:
+    """Per device, the findings the verification of earlier actions adds."""
+    extra: dict[str, list[Finding]] = {}
+    for item in checked.not_effective:
+        extra.setdefault(item.device_id, []).append(item.finding)
+    return extra
+
+
 def _with_verification_findings(
     coverages: Iterable[DeviceCoverage], checked: Verification
 ) -> Iterator[DeviceCoverage]:
     """Devices whose EDR-block action did not take effect carry that as a finding too."""
-    extra: dict[str, list[Finding]] = {}
-    for item in checked.not_effective:
-        extra.setdefault(item.device_id, []).append(item.finding)
+    return with_extra_findings(coverages, _extra_findings(checked))
+
+
+def with_extra_findings(
+    coverages: Iterable[DeviceCoverage], extra: Mapping[str, Sequence[Finding]]
+) -> Iterator[DeviceCoverage]:
+    """Each coverage with the findings ``extra`` holds for its device appended."""
     for coverage in coverages:
         found = extra.get(coverage.facts.device_id)
         yield replace(coverage, findings=coverage.findings + tuple(found)) if found else coverage

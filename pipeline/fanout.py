@@ -42,12 +42,12 @@ from typing import Any, Final
 
 from pipeline.app_entry import FanoutMessage
 from pipeline.config import PipelineSettings
-from pipeline.cycle import evaluator_for
+from pipeline.cycle import evaluator_for, with_extra_findings
 from pipeline.inputs import read_snapshot
-from pipeline.model import DeviceFacts, TenantSettings
+from pipeline.model import DeviceFacts, Finding, TenantSettings
 from pipeline.rows import coverage_row
 from pipeline.services import ShardServices, shard_services
-from pipeline.sharding import LATEST_SNAPSHOT, shard_of, snapshot_blob
+from pipeline.sharding import LATEST_SNAPSHOT, extra_findings_blob, shard_of, snapshot_blob
 from pipeline.sinks.audit import Index
 from pipeline.tables import COVERAGE
 
@@ -140,7 +140,8 @@ def evaluate_shard(
             event_id=_event_id(SHARD_STARTED, key),
         )
 
-    coverages = [evaluator.evaluate(facts) for facts in devices]
+    extra = _extra_findings(services, snapshot.cycle_id)
+    coverages = list(with_extra_findings((evaluator.evaluate(f) for f in devices), extra))
     rows = [coverage_row(c, snapshot.cycle_id, snapshot.collected_at) for c in coverages]
     uploaded = services.sink.upload(COVERAGE, rows, cycle_id=snapshot.cycle_id)
     stored = services.coverage.save_rows(rows) if rows else 0
@@ -215,6 +216,23 @@ def _fetch_snapshot(services: ShardServices, message: FanoutMessage, path: Path)
             f"{where}: snapshot {blob} has no readable collected_at metadata"
         ) from None
     return _Snapshot(cycle_id, collected_at, path)
+
+
+def _extra_findings(services: ShardServices, cycle_id: str) -> dict[str, list[Finding]]:
+    """The findings the fanning cycle added to some devices (none for a re-evaluation of a
+    snapshot whose cycle added none); a malformed entry fails the shard loudly."""
+    document = services.state.get_document(extra_findings_blob(cycle_id))
+    if document is None:
+        return {}
+    try:
+        return {
+            device_id: [Finding(f["code"], f["message"], f["fix"]) for f in findings]
+            for device_id, findings in document.items()
+        }
+    except (AttributeError, KeyError, TypeError) as error:
+        raise ShardError(
+            f"{extra_findings_blob(cycle_id)} is not a map of device ids to findings: {error!r}"
+        ) from None
 
 
 def _selector(message: FanoutMessage) -> Callable[[str], bool]:

@@ -14,6 +14,7 @@ from typing import Final
 
 __all__ = [
     "LATEST_SNAPSHOT",
+    "extra_findings_blob",
     "shard_messages",
     "shard_of",
     "snapshot_blob",
@@ -26,6 +27,12 @@ LATEST_SNAPSHOT: Final = f"{SNAPSHOT_PREFIX}latest.json"
 
 def snapshot_blob(cycle_id: str) -> str:
     return f"{SNAPSHOT_PREFIX}{cycle_id}.json"
+
+
+def extra_findings_blob(cycle_id: str) -> str:
+    """Findings the fanning cycle adds to some devices (EDR block mode that did not take
+    effect), for the shards to put in those devices' rows; absent when there are none."""
+    return f"{SNAPSHOT_PREFIX}{cycle_id}/extra-findings.json"
 
 
 def shard_of(device_id: str, shards: int) -> int:

@@ -260,6 +260,38 @@ def test_a_live_fanned_out_cycle_acts_once_and_the_next_one_verifies(
     assert sorted(fanout_lab.lab.group_members(group)) == sorted(members)
 
 
+def test_an_action_that_did_not_take_effect_reaches_the_shards_rows(
+    tmp_path: Path, fanout_lab: LabEnvironment
+) -> None:
+    group = fanout_lab.lab.config.edr_block_group_id
+    live = ActionSettings(
+        actions_enabled=True,
+        edr_block_group_id=group,
+        max_devices=1000,
+        max_percent=100,
+        verify_after_hours=0.0001,  # the lab's devices stay passive: overdue at once
+    )
+    first = cycle(fanout_lab, tmp_path / "one", actions=live)
+    added = set(_planned(tmp_path / "one")["executable"])
+    take_messages(fanout_lab)  # the first cycle's shards are not the point here
+
+    second = cycle(fanout_lab, tmp_path / "two", actions=live)
+    for text in take_messages(fanout_lab):
+        run_shard(fanout_lab.settings, app_entry.parse_fanout_message(text))
+
+    assert first.status == second.status == "fanned_out"
+    assert second.counts["actions_not_effective"] == len(added) > 0
+    flagged = {
+        row["DeviceId"]
+        for row in coverage_rows(fanout_lab)
+        if row["CycleId"] == second.cycle_id
+        and "EDR_BLOCK_ACTION_NOT_EFFECTIVE" in row["FindingCodes"]
+    }
+    assert flagged == added
+    rows = [r for r in coverage_rows(fanout_lab) if r["CycleId"] == second.cycle_id]
+    assert len(rows) == second.counts["devices"]  # every device once, flagged or not
+
+
 def test_redelivering_a_shard_message_repeats_nothing(
     tmp_path: Path, fanout_lab: LabEnvironment
 ) -> None:
