@@ -461,9 +461,10 @@ def _fan_out(
     now: datetime,
     shards: int,
 ) -> None:
-    """Queue the shards; keep the fleet-wide stages (mode changes, EDR in block mode, blocklists)
-    here. They need each device's facts, not its evaluation, so the fleet is read but not
-    evaluated in this process."""
+    """Queue the shards; keep the fleet-wide stages (mode changes, EDR in block mode, blocklists,
+    the report) here. The first three need each device's facts, not its evaluation; the report
+    evaluates the fleet as it renders without holding the evaluations. Ingesting and storing,
+    the costly part, is the shards' work."""
     say = options.progress
     assert services.fanout is not None  # checked by the caller
 
@@ -514,8 +515,7 @@ def _fan_out(
 
     with _stage(result, "report", say):
         # The report folds each device into its totals as it is evaluated and keeps none, so
-        # the whole fleet is evaluated here once more without being held; the rows and the
-        # coverage table are the shards' work.
+        # the fleet is evaluated here (as the shards will, for their rows) without being held.
         coverages = (evaluator.evaluate(facts) for facts in devices)
         _write_report(
             options,
