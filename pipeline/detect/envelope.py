@@ -35,7 +35,9 @@ from typing import Any, Final
 import orjson
 
 __all__ = [
+    "DEVICE_CATEGORY",
     "DEVICE_EVENTS",
+    "NETWORK_CATEGORY",
     "NETWORK_EVENTS",
     "TABLES",
     "ParsedBatch",
@@ -53,10 +55,9 @@ CATEGORY_PREFIX: Final = "AdvancedHunting-"
 NETWORK_EVENTS: Final = "DeviceNetworkEvents"
 DEVICE_EVENTS: Final = "DeviceEvents"
 # Envelope category → table, for the tables the detector reads.
-TABLES: Final = {
-    CATEGORY_PREFIX + NETWORK_EVENTS: NETWORK_EVENTS,
-    CATEGORY_PREFIX + DEVICE_EVENTS: DEVICE_EVENTS,
-}
+NETWORK_CATEGORY: Final = CATEGORY_PREFIX + NETWORK_EVENTS
+DEVICE_CATEGORY: Final = CATEGORY_PREFIX + DEVICE_EVENTS
+TABLES: Final = {NETWORK_CATEGORY: NETWORK_EVENTS, DEVICE_CATEGORY: DEVICE_EVENTS}
 # How much of an unreadable message or record is kept for the dead-letter blob.
 MAX_EXCERPT_CHARS: Final = 4096
 

@@ -19,8 +19,9 @@ the indicator blocks. They are listed in ``BlocklistIndex.unmatched`` with that 
 
 The lookups are built for the streaming rate. A host is walked from its top-level label
 leftwards (``com``, ``example.com``, ``www.example.com``) through one dict that holds every
-entry's name and every parent of it; a host whose parent is not in the dict stops after one or
-two probes, which is what almost every host does.
+entry's name and every parent of it, and the last two labels of every exact host; a host whose
+last two labels are not in the dict can match nothing, which is what almost every host finds
+after that one probe.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class BlocklistIndex:
             self._add_suffixes(name, _ALLOWED)
         for entry in blocked:
             self._add_blocked(entry, allowed_domains, allowed_hosts, allowed_networks)
+        # None decides nothing in the walk, so these keys change no answer; with them, a host
+        # whose last two labels are missing is neither an exact host nor under a domain entry.
+        for host in self._hosts:
+            self._suffixes.setdefault(_last_two_labels(host), None)
 
     @classmethod
     def from_blocklists(cls, blocklists: Blocklists) -> BlocklistIndex:
@@ -155,9 +160,28 @@ class BlocklistIndex:
         """Every entry one connection reached: by its host, by its address, or both."""
         by_host = by_address = None
         if remote_url:
-            found = _HOST_MATCH(remote_url)
-            if found is not None:
-                by_host = self.match_host(found[1].rstrip(".").lower())
+            # What _HOST captures, found by splitting for the usual shapes (a bare host, or
+            # http(s):// and a host), which costs less than running the expression. Without
+            # "://" the expression's optional scheme cannot match, and http and https are
+            # schemes it accepts; the host then runs to the first "/". When the scheme is
+            # another, or the host is empty or holds a port, query or fragment, the expression
+            # decides, so every answer is the expression's.
+            scheme, separator, rest = remote_url.partition("://")
+            if not separator:
+                host = remote_url.partition("/")[0]
+            elif scheme in {"https", "http"}:
+                host = rest.partition("/")[0]
+            else:
+                host = ""
+            if not host or ":" in host or "?" in host or "#" in host:
+                found = _HOST_MATCH(remote_url)
+                host = found[1] if found is not None else ""
+            if host:
+                host = host.rstrip(".").lower()
+                # The test ``match_host`` would end on for almost every host, written out here
+                # (as ``_last_two_labels``) to spare those a call: this runs once per connection.
+                if host[host.rfind(".", 0, host.rfind(".")) + 1 :] in self._suffixes:
+                    by_host = self.match_host(host)
         if remote_ip:
             # An IPv4 address is looked up as it is; anything with a colon is normalised first.
             by_address = self._addresses.get(remote_ip)
@@ -318,6 +342,13 @@ def _suffixes_of(name: str) -> Iterable[str]:
     while dot >= 0:
         yield name[dot + 1 :]
         dot = name.find(".", dot + 1)
+
+
+def _last_two_labels(host: str) -> str:
+    """``www.example.com`` → ``example.com``; a host of one or two labels is itself."""
+    # With no dot at all, the inner search runs to -1 (all but the last character) and finds
+    # none either, so the whole host is kept.
+    return host[host.rfind(".", 0, host.rfind(".")) + 1 :]
 
 
 def _within(inner: IpNetwork, outer: IpNetwork) -> bool:

@@ -70,6 +70,9 @@ class ModesCache:
         self.unknown_devices: UnknownDevicePolicy = unknown_devices
         self._modes: dict[str, DeviceMode] = {}
         self._reported: dict[str, DeviceMode] = {}
+        # Every known device → its mode when reported, None when not: the streaming detector
+        # settles a known device with this one lookup, where ``mode_to_report`` needs two.
+        self._decisions: dict[str, DeviceMode | None] = {}
 
     def __len__(self) -> int:
         return len(self._modes)
@@ -82,6 +85,14 @@ class ModesCache:
     def reported(self) -> Mapping[str, DeviceMode]:
         """The known devices that are reported (a live view; do not modify)."""
         return self._reported
+
+    @property
+    def decisions(self) -> Mapping[str, DeviceMode | None]:
+        """Known device → its mode when reported, else None (a live view; do not modify).
+
+        A device missing from it is unknown: ``mode_to_report`` applies the policy for those.
+        """
+        return self._decisions
 
     def mode_to_report(self, device_id: str) -> DeviceMode | None:
         """The mode to put on a detection for this device, or None when it is not reported."""
@@ -164,8 +175,10 @@ class ModesCache:
         self._modes[mode.device_id] = mode
         if mode.reported:
             self._reported[mode.device_id] = mode
+            self._decisions[mode.device_id] = mode
         else:
             self._reported.pop(mode.device_id, None)
+            self._decisions[mode.device_id] = None
 
 
 def _mode_of(facts: DeviceFacts, at: datetime, source: str) -> DeviceMode:

@@ -25,8 +25,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from pipeline.detect.envelope import (
+    DEVICE_CATEGORY,
+    DEVICE_EVENTS,
+    NETWORK_CATEGORY,
     NETWORK_EVENTS,
-    TABLES,
     TEXT_TYPES,
     ParsedBatch,
     PoisonRecord,
@@ -48,6 +50,8 @@ IGNORED_ACTION_TYPES: Final = frozenset(
     {"ConnectionFailed", "InboundConnectionAccepted", "ListeningConnectionCreated"}
 )
 BLOCK_SIGNALS: Final = frozenset({"ExploitGuardNetworkProtectionBlocked", "SmartScreenUrlWarning"})
+# Stands for "not in the cache" in the one-lookup device test (never on a detection).
+_UNKNOWN: Final = DeviceMode("", "", "", "unknown", None, "unknown")
 
 
 @dataclass
@@ -77,76 +81,89 @@ class StreamDetector:
         """Parse, filter and match one batch of Event Hubs message bodies."""
         batch = ParsedBatch(messages=len(bodies))
         result = StreamResult(poison=batch.poison)
-        counts = dict.fromkeys(
-            (
-                "ignored_action",
-                "enforcing_device",
-                "unknown_device",
-                "connections_checked",
-                "other_device_events",
-                "suppressed",
-            ),
-            0,
-        )
+        # Plain local counters: a dict item update per event costs more than the test it counts.
+        other_tables = ignored_action = enforcing_device = unknown_device = 0
+        connections_checked = other_device_events = 0
         found: list[tuple[StreamEvent, DeviceMode, Match]] = []
         block_signals: set[tuple[str, str]] = set()
-        reported = self.modes.reported.get
+        decision = self.modes.decisions.get
         mode_to_report = self.modes.mode_to_report
         matches = self.index.matches
-        tables = TABLES
 
         for position, body in enumerate(bodies):
             # One message at a time, and the cheapest test first: most events stop at the
             # device's mode, and only a matched connection is turned into an event object.
             for index, record in enumerate(records_of(batch, position, body)):
-                if type(record) is dict:
-                    category = record.get("category")
-                    props = record.get("properties")
-                    if type(category) is str and type(props) is dict:
-                        table = tables.get(category)
-                        if table is None:
-                            batch.other_tables += 1
+                # Subscripts cost much less than .get calls. When one fails (a key is missing,
+                # or the record or its properties is not an object), _fields reads the record
+                # the slow way, and the tests below decide as they would have.
+                try:
+                    category = record["category"]
+                    props = record["properties"]
+                    device_id = props["DeviceId"]
+                    action_type = props["ActionType"]
+                except (KeyError, TypeError):
+                    category, props, device_id, action_type = _fields(record)
+                # Comparing with the category is cheaper than hashing it for a dict lookup, and
+                # only a string can be equal to it.
+                if category == NETWORK_CATEGORY:
+                    if type(device_id) is str and device_id and type(action_type) is str:
+                        if action_type in IGNORED_ACTION_TYPES:
+                            ignored_action += 1
                             continue
-                        device_id = props.get("DeviceId")
-                        action_type = props.get("ActionType")
-                        if type(device_id) is str and device_id and type(action_type) is str:
-                            if table != NETWORK_EVENTS:
-                                if action_type not in BLOCK_SIGNALS:
-                                    counts["other_device_events"] += 1
-                                    continue
-                                event = event_of(record, table, position, index)
-                                if event is not None:
-                                    self._note_block_signal(event, block_signals, result)
-                                    continue
-                            elif action_type in IGNORED_ACTION_TYPES:
-                                counts["ignored_action"] += 1
+                        # One lookup settles a known device; only an unknown one (absent, hence
+                        # the marker) goes on to the cache's policy.
+                        mode = decision(device_id, _UNKNOWN)
+                        if mode is _UNKNOWN:
+                            mode = mode_to_report(device_id)
+                        if mode is None:
+                            enforcing_device += 1
+                            continue
+                        try:
+                            url, address = props["RemoteUrl"], props["RemoteIP"]
+                        except KeyError:  # both columns may be absent (read as null)
+                            url, address = props.get("RemoteUrl"), props.get("RemoteIP")
+                        if type(url) in TEXT_TYPES and type(address) in TEXT_TYPES:
+                            connections_checked += 1
+                            if mode.source == "unknown":
+                                unknown_device += 1
+                            hits = matches(url, address)
+                            if not hits:
                                 continue
-                            else:
-                                mode = reported(device_id) or mode_to_report(device_id)
-                                if mode is None:
-                                    counts["enforcing_device"] += 1
-                                    continue
-                                url, address = props.get("RemoteUrl"), props.get("RemoteIP")
-                                if type(url) in TEXT_TYPES and type(address) in TEXT_TYPES:
-                                    counts["connections_checked"] += 1
-                                    if mode.source == "unknown":
-                                        counts["unknown_device"] += 1
-                                    hits = matches(url, address)
-                                    if not hits:
-                                        continue
-                                    event = event_of(record, table, position, index)
-                                    if event is not None:
-                                        found.extend((event, mode, hit) for hit in hits)
-                                        continue
+                            event = event_of(record, NETWORK_EVENTS, position, index)
+                            if event is not None:
+                                found.extend((event, mode, hit) for hit in hits)
+                                continue
+                elif category == DEVICE_CATEGORY:
+                    if type(device_id) is str and device_id and type(action_type) is str:
+                        if action_type not in BLOCK_SIGNALS:
+                            other_device_events += 1
+                            continue
+                        event = event_of(record, DEVICE_EVENTS, position, index)
+                        if event is not None:
+                            self._note_block_signal(event, block_signals, result)
+                            continue
+                elif type(category) is str:
+                    other_tables += 1
+                    continue
                 result.poison.append(poison(record, position, index))
 
-        now = self._clock()
+        counts = {
+            "ignored_action": ignored_action,
+            "enforcing_device": enforcing_device,
+            "unknown_device": unknown_device,
+            "connections_checked": connections_checked,
+            "other_device_events": other_device_events,
+            "suppressed": 0,
+        }
+        # One batch, one generation time: formatted once rather than once per row.
+        generated = self._clock().isoformat().replace("+00:00", "Z")
         for event, mode, match in found:
             if block_signals and (event.device_id, _host(event)) in block_signals:
                 counts["suppressed"] += 1
                 continue
             try:
-                result.rows.append(_row(event, mode, match, now))
+                result.rows.append(_row(event, mode, match, generated))
             except ValueError as error:
                 result.poison.append(
                     PoisonRecord(event.message, event.record, str(error), _describe(event))
@@ -156,7 +173,7 @@ class StreamDetector:
         result.counts = {
             "messages": batch.messages,
             "records": batch.records,
-            "other_tables": batch.other_tables,
+            "other_tables": other_tables,
             **counts,
         }
 
@@ -190,11 +207,23 @@ class StreamDetector:
             signals.add((event.device_id, host))
 
 
+def _fields(record: Any) -> tuple[Any, dict[str, Any], Any, Any]:
+    """Category, properties, DeviceId and ActionType, None for each that is missing.
+
+    The category is None, too, when the record or its properties is not an object: such a
+    record cannot be read, whatever its table.
+    """
+    props = record.get("properties") if type(record) is dict else None
+    if type(props) is not dict:
+        return None, {}, None, None
+    return record.get("category"), props, props.get("DeviceId"), props.get("ActionType")
+
+
 def _host(event: StreamEvent) -> str:
     return host_of(event.remote_url) if event.remote_url else ""
 
 
-def _row(event: StreamEvent, mode: DeviceMode, match: Match, now: datetime) -> dict[str, Any]:
+def _row(event: StreamEvent, mode: DeviceMode, match: Match, generated: str) -> dict[str, Any]:
     event_time = _event_time(event)
     detection_id = row_id(
         event.tenant_id,
@@ -209,7 +238,7 @@ def _row(event: StreamEvent, mode: DeviceMode, match: Match, now: datetime) -> d
         match.value,
     )
     return {
-        "TimeGenerated": now.isoformat().replace("+00:00", "Z"),
+        "TimeGenerated": generated,
         "EventTime": event_time,
         "DetectionId": detection_id,
         "DeviceId": event.device_id,
