@@ -233,3 +233,36 @@ def test_the_index_decides_as_the_rule_reads(
     got = {m.value for m in BlocklistIndex(entries, allow).matches(url, None)}
 
     assert got == reference(entries, allow, url)
+
+
+ODD_SCHEMES = st.sampled_from(
+    ["", "https://", "http://", "HTTPS://", "ftp://", "h://", "://", "https:/", "1http://"]
+)
+ODD_PARTS = st.sampled_from(["", "/p", ":8443", ".", "?q=http://x", "#f", "@evil.example", "/a:b"])
+ODD_LABELS = st.sampled_from(["evil", "example", "localhost", "a", "", "EVIL", "[::1]", "u:p@x"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    blocked=st.lists(NAMES, max_size=5, unique=True),
+    exact=st.lists(
+        st.sampled_from(["localhost", "a.evil.example", "x", "evil.example"]), max_size=3
+    ),
+    url=st.tuples(
+        ODD_SCHEMES,
+        st.lists(ODD_LABELS, min_size=1, max_size=4).map(".".join),
+        ODD_PARTS,
+    ).map("".join),
+)
+def test_the_fast_host_path_answers_as_the_expression_does(
+    blocked: list[str], exact: list[str], url: str
+) -> None:
+    # matches() splits the usual URL shapes by hand and skips hosts whose last two labels are
+    # not in the index; host_of() and match_host() are the plain, slow reading of the same.
+    entries = [domain(name, str(i)) for i, name in enumerate(blocked)]
+    entries += [host(name, f"h{i}") for i, name in enumerate(dict.fromkeys(exact))]
+    index = BlocklistIndex(entries)
+
+    slow = index.match_host(host_of(url)) if host_of(url) else None
+
+    assert index.matches(url, None) == (() if slow is None else (slow,))
