@@ -170,7 +170,7 @@ def _collect_hunting(
             continue
         for row in result.rows:
             section.write(row)
-        report("tvmInfoGathering", snapshot.counts["tvmInfoGathering"])
+        report("tvmInfoGathering", section.count)  # the snapshot's count is set at the end
         if result.possibly_truncated(row_cap):
             # Devices beyond the cap are missing, not healthy: say so.
             snapshot.add_error(

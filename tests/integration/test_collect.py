@@ -142,6 +142,31 @@ def test_hunting_answer_at_the_row_cap_is_asked_again_in_device_id_parts(tmp_pat
         assert graph.api.calls["hunting"] == _hunting_queries(lab) == 1 + 17
 
 
+def test_progress_counts_the_rows_of_each_part_as_they_arrive(tmp_path: Path) -> None:
+    seen: list[int] = []
+    with running_lab(DEVICES, hunting_max_rows=300) as lab:
+        mde, graph = lab.clients()
+        try:
+            collect_snapshot(
+                tmp_path / "s.json",
+                mde,
+                graph,
+                progress=lambda source, count: (
+                    seen.append(count) if source == "tvmInfoGathering" else None
+                ),
+                hunting_row_cap=300,
+            )
+        finally:
+            mde.api.close()
+            graph.api.close()
+
+    # One report per part (seventeen), rising to the fleet, and the final one.
+    assert len(seen) == 17 + 1
+    assert seen == sorted(seen)
+    assert seen[0] > 0
+    assert seen[-2] == seen[-1] == DEVICES
+
+
 def test_a_part_still_at_the_cap_is_split_once_more(tmp_path: Path) -> None:
     # About 75 devices per one-digit prefix against a 40-row cap: every such part is split again.
     with running_lab(DEVICES, hunting_max_rows=40) as lab:
