@@ -162,6 +162,8 @@ def _shards_for_everything(config: AppSettings, requested_by: str) -> tuple[str,
         pointer = json.loads(blob.download_blob().readall())
     except (ResourceNotFoundError, ValueError):
         return None
+    if not isinstance(pointer, dict):
+        return None
     devices, cycle_id = pointer.get("devices"), pointer.get("cycleId")
     if not isinstance(devices, int) or not isinstance(cycle_id, str):
         return None
