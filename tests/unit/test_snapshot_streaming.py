@@ -114,8 +114,13 @@ def test_a_snapshot_in_another_layout_is_read_whole(tmp_path: Path, fleet: Fleet
     pretty = tmp_path / "pretty.json"
     pretty.write_text(json.dumps(json.loads(written.read_text()), indent=2))
 
+    compact = tmp_path / "compact.json"  # one line, as json.dumps writes it
+    compact.write_text(json.dumps(json.loads(written.read_text()), separators=(",", ":")))
+
     assert not written_here(pretty)
+    assert not written_here(compact)
     _same(read_files([pretty]), read_files([written]))
+    _same(read_files([compact]), read_files([written]))
 
 
 @pytest.mark.parametrize(
