@@ -13,8 +13,9 @@ must be named, or the host may pick another one). The one exception is an ingest
 this machine (``http://127.0.0.1:...``, the local stand-in): it gets a fixed placeholder token,
 as ``pipeline.services`` does for the CLI.
 
-Table, container and queue names come from ``pipeline.config.StorageNames``, the one definition
-the cycle's settings use too; ``infra/main.bicep`` writes the same keys.
+Where storage and ingestion are (``pipeline.config.Connections``) and the table, container and
+queue names (``pipeline.config.StorageNames``) are read by the same code as the cycle's
+settings; ``infra/main.bicep`` writes the same keys.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from pipeline.config import FanoutSettings, StorageNames
+from pipeline.config import Connections, FanoutSettings, StorageNames
 from pipeline.detect.modes_cache import UNKNOWN_DEVICE_POLICIES, UnknownDevicePolicy
 from pipeline.errors import ConfigError
 from pipeline.sources.auth import FixedTokenCredential
@@ -79,7 +80,7 @@ class AppSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AppSettings:
-        connection = env.get("AzureWebJobsStorage", "").strip() or None
+        where = Connections.from_env(env)
         try:
             names = StorageNames.from_env(env)
             fanout = FanoutSettings.from_env(env)
@@ -92,13 +93,13 @@ class AppSettings:
                 f"got {unknown!r}"
             )
         settings = cls(
-            storage_connection_string=connection,
-            blob_endpoint=env.get("STORAGE_BLOB_ENDPOINT") or None,
-            queue_endpoint=env.get("STORAGE_QUEUE_ENDPOINT") or None,
-            table_endpoint=env.get("STORAGE_TABLE_ENDPOINT") or None,
-            client_id=env.get("AZURE_CLIENT_ID") or None,
-            ingestion_endpoint=env.get("LOGS_INGESTION_ENDPOINT") or None,
-            dcr_immutable_id=env.get("LOGS_INGESTION_DCR_IMMUTABLE_ID") or None,
+            storage_connection_string=where.storage_connection_string,
+            blob_endpoint=where.blob_endpoint,
+            queue_endpoint=where.queue_endpoint,
+            table_endpoint=where.table_endpoint,
+            client_id=where.client_id,
+            ingestion_endpoint=where.ingestion_endpoint,
+            dcr_immutable_id=where.dcr_immutable_id,
             audit_table=names.audit_table,
             coverage_table=names.coverage_table,
             blocklist_container=names.blocklist_container,

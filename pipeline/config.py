@@ -19,7 +19,7 @@ from pipeline.envvars import flag, whole
 from pipeline.errors import ConfigError
 from pipeline.model import TenantSettings
 
-__all__ = ["ConfigError", "FanoutSettings", "PipelineSettings", "StorageNames"]
+__all__ = ["ConfigError", "Connections", "FanoutSettings", "PipelineSettings", "StorageNames"]
 
 
 # A fan-out message names its shard out of at most this many (pipeline.app_entry checks it).
@@ -81,6 +81,46 @@ class StorageNames:
 
 
 @dataclass(frozen=True)
+class Connections:
+    """Where storage and the Logs Ingestion API are, read by both settings classes alike.
+
+    Storage is a connection string (Azurite, development) or account endpoints reached with the
+    managed identity ``AZURE_CLIENT_ID`` names. Each class then requires what its functions use:
+    a cycle needs ingestion and blob + table storage; the function app checks its own.
+    """
+
+    storage_connection_string: str | None
+    blob_endpoint: str | None
+    queue_endpoint: str | None
+    table_endpoint: str | None
+    client_id: str | None
+    # The data collection endpoint (or the DCR's own endpoint) and the rule's immutable id.
+    ingestion_endpoint: str | None
+    dcr_immutable_id: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Connections:
+        return cls(
+            **{
+                item: (env.get(setting) or "").strip() or None
+                for item, setting in CONNECTION_SETTINGS.items()
+            }
+        )
+
+
+# The setting that holds each of Connections' fields.
+CONNECTION_SETTINGS: Final[Mapping[str, str]] = {
+    "storage_connection_string": "AzureWebJobsStorage",
+    "blob_endpoint": "STORAGE_BLOB_ENDPOINT",
+    "queue_endpoint": "STORAGE_QUEUE_ENDPOINT",
+    "table_endpoint": "STORAGE_TABLE_ENDPOINT",
+    "client_id": "AZURE_CLIENT_ID",
+    "ingestion_endpoint": "LOGS_INGESTION_ENDPOINT",
+    "dcr_immutable_id": "LOGS_INGESTION_DCR_IMMUTABLE_ID",
+}
+
+
+@dataclass(frozen=True)
 class FanoutSettings:
     """When a cycle hands evaluation to queued shards, and how large each shard is."""
 
@@ -133,17 +173,20 @@ class PipelineSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PipelineSettings:
+        where = Connections.from_env(env)
         missing = [
             name
-            for name in ("LOGS_INGESTION_ENDPOINT", "LOGS_INGESTION_DCR_IMMUTABLE_ID")
-            if not env.get(name)
+            for name, value in (
+                ("LOGS_INGESTION_ENDPOINT", where.ingestion_endpoint),
+                ("LOGS_INGESTION_DCR_IMMUTABLE_ID", where.dcr_immutable_id),
+            )
+            if not value
         ]
-        connection = env.get("AzureWebJobsStorage") or None
-        blob = env.get("STORAGE_BLOB_ENDPOINT") or None
-        table = env.get("STORAGE_TABLE_ENDPOINT") or None
-        if connection is None and not (blob and table):
+        if where.storage_connection_string is None and not (
+            where.blob_endpoint and where.table_endpoint
+        ):
             missing.append("AzureWebJobsStorage or STORAGE_BLOB_ENDPOINT + STORAGE_TABLE_ENDPOINT")
-        if missing:
+        if missing or where.ingestion_endpoint is None or where.dcr_immutable_id is None:
             raise ConfigError("missing settings: " + ", ".join(missing))
 
         names = StorageNames.from_env(env)
@@ -152,12 +195,12 @@ class PipelineSettings:
             raise ConfigError(f"TENANT_MDE_LICENSE must be P1 or P2, got {license_!r}")
 
         return cls(
-            ingestion_endpoint=env["LOGS_INGESTION_ENDPOINT"],
-            dcr_immutable_id=env["LOGS_INGESTION_DCR_IMMUTABLE_ID"],
-            storage_connection_string=connection,
-            blob_endpoint=blob,
-            table_endpoint=table,
-            managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
+            ingestion_endpoint=where.ingestion_endpoint,
+            dcr_immutable_id=where.dcr_immutable_id,
+            storage_connection_string=where.storage_connection_string,
+            blob_endpoint=where.blob_endpoint,
+            table_endpoint=where.table_endpoint,
+            managed_identity_client_id=where.client_id,
             audit_table=names.audit_table,
             coverage_table=names.coverage_table,
             blocklist_container=names.blocklist_container,
@@ -172,7 +215,7 @@ class PipelineSettings:
                 mda_enforce_app_access=flag(env, "TENANT_MDA_ENFORCE_APP_ACCESS", None),
             ),
             fanout_queue=names.fanout_queue,
-            queue_endpoint=env.get("STORAGE_QUEUE_ENDPOINT") or None,
+            queue_endpoint=where.queue_endpoint,
             fanout=FanoutSettings.from_env(env),
             watchlist=WatchlistSettings.from_env(env),
         )

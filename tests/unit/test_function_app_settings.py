@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.app_settings import AppSettings, AppSettingsError, LocalToken
-from pipeline.config import STORAGE_SETTINGS, ConfigError, PipelineSettings, StorageNames
+from pipeline.config import (
+    CONNECTION_SETTINGS,
+    STORAGE_SETTINGS,
+    ConfigError,
+    Connections,
+    PipelineSettings,
+    StorageNames,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = json.loads((REPO / "local.settings.sample.json").read_text(encoding="utf-8"))
@@ -33,7 +40,8 @@ def settings_read() -> set[str]:
         names.update(_READS.findall(text))
     app = (REPO / "function_app.py").read_text(encoding="utf-8")
     names.update(set(_BINDING_EXPRESSIONS.findall(app)) - _NOT_SETTINGS)
-    names.update(STORAGE_SETTINGS.values())  # read by name from a table, not a literal
+    # Read by name from a table, not a literal.
+    names.update(STORAGE_SETTINGS.values(), CONNECTION_SETTINGS.values())
     return names
 
 
@@ -136,3 +144,27 @@ def test_the_sample_names_are_the_defaults() -> None:
     for field, setting in STORAGE_SETTINGS.items():
         if field != "fanout_queue":
             assert getattr(names, field) == getattr(defaults, field), setting
+
+
+def test_both_readers_find_storage_and_ingestion_in_the_same_settings() -> None:
+    env = {
+        **SAMPLE["Values"],
+        "AzureWebJobsStorage": "",
+        "STORAGE_BLOB_ENDPOINT": " https://acct.blob.core.windows.net/ ",
+        "STORAGE_QUEUE_ENDPOINT": "https://acct.queue.core.windows.net/",
+        "STORAGE_TABLE_ENDPOINT": "https://acct.table.core.windows.net/",
+        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+        "LOGS_INGESTION_ENDPOINT": "https://dce.ingest.monitor.azure.com",
+    }
+    where = Connections.from_env(env)
+    app, cycle = AppSettings.from_env(env), PipelineSettings.from_env(env)
+
+    assert where.storage_connection_string is None
+    assert where.blob_endpoint == "https://acct.blob.core.windows.net/"  # trimmed
+    for field in ("blob_endpoint", "queue_endpoint", "table_endpoint"):
+        assert getattr(app, field) == getattr(cycle, field) == getattr(where, field)
+    assert app.client_id == cycle.managed_identity_client_id == where.client_id
+    assert app.ingestion_endpoint == cycle.ingestion_endpoint == where.ingestion_endpoint
+    assert app.dcr_immutable_id == cycle.dcr_immutable_id == where.dcr_immutable_id
+    with pytest.raises(ConfigError, match="LOGS_INGESTION_DCR_IMMUTABLE_ID"):
+        PipelineSettings.from_env({**env, "LOGS_INGESTION_DCR_IMMUTABLE_ID": "  "})
