@@ -20,6 +20,7 @@ settings; ``infra/main.bicep`` writes the same keys.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -58,14 +59,10 @@ class LocalToken(FixedTokenCredential):
 
 
 @dataclass(frozen=True)
-class AppSettings:
-    storage_connection_string: str | None
-    blob_endpoint: str | None
-    queue_endpoint: str | None
-    table_endpoint: str | None
-    client_id: str | None
-    ingestion_endpoint: str | None
-    dcr_immutable_id: str | None
+class AppSettings(Connections):
+    """Where storage and ingestion are (the fields of ``Connections``), and what else the
+    function app's own functions read."""
+
     audit_table: str
     coverage_table: str
     blocklist_container: str
@@ -93,13 +90,7 @@ class AppSettings:
                 f"got {unknown!r}"
             )
         settings = cls(
-            storage_connection_string=where.storage_connection_string,
-            blob_endpoint=where.blob_endpoint,
-            queue_endpoint=where.queue_endpoint,
-            table_endpoint=where.table_endpoint,
-            client_id=where.client_id,
-            ingestion_endpoint=where.ingestion_endpoint,
-            dcr_immutable_id=where.dcr_immutable_id,
+            **dataclasses.asdict(where),
             audit_table=names.audit_table,
             coverage_table=names.coverage_table,
             blocklist_container=names.blocklist_container,
