@@ -22,8 +22,8 @@ carry the same event id, so a reader can tell them apart from two real runs.
 
 **Not done by shards.** EDR in block mode is not planned or executed here: its caps and its
 approval are decided over the whole fleet, which no shard sees, so the cycle that fanned out
-plans and executes it. Mode changes and blocklists are tenant-wide and stay with that cycle too,
-and the HTML report is only written by a cycle that evaluates the whole fleet itself.
+plans and executes it. Mode changes, blocklists and the HTML report are fleet-wide and stay
+with that cycle too.
 """
 
 from __future__ import annotations

@@ -84,14 +84,7 @@ def read_files(paths: Iterable[Path]) -> Inputs:
     """
     collected = Inputs()
     for path in paths:
-        try:
-            if written_here(path):
-                _extend(collected, _streamed_snapshot(path, None))
-                continue
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
-        _extend(collected, parse_document(path.name, data))
+        _extend(collected, _read_path(path, None))
     collected.devices = merge_devices(collected.devices)
     return collected
 
@@ -103,24 +96,25 @@ def read_snapshot(path: Path, keep: Callable[[str], bool] | None = None) -> Inpu
     the file's JSON; another snapshot file is parsed whole. Rejected records are all reported,
     whichever devices they name.
     """
-    try:
-        if written_here(path):
-            inputs = _streamed_snapshot(path, keep)
-        else:
-            inputs = parse_document(path.name, path.read_bytes())
-            if keep is not None:
-                inputs.devices = [d for d in inputs.devices if keep(d.device_id)]
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    inputs = _read_path(path, keep)
     inputs.devices = merge_devices(inputs.devices)
     return inputs
 
 
-def _streamed_snapshot(path: Path, keep: Callable[[str], bool] | None) -> Inputs:
+def _read_path(path: Path, keep: Callable[[str], bool] | None) -> Inputs:
+    """One file's records: streamed when the pipeline wrote it as a snapshot, else whole."""
     try:
-        return parse_snapshot_records(path.name, iter_records(path, SnapshotHeader()), keep=keep)
+        if written_here(path):
+            records = iter_records(path, SnapshotHeader())
+            return parse_snapshot_records(path.name, records, keep=keep)
+        inputs = parse_document(path.name, path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
     except SnapshotLayoutError as exc:
         raise InputError(f"{path.name}: {exc}") from exc
+    if keep is not None:
+        inputs.devices = [d for d in inputs.devices if keep(d.device_id)]
+    return inputs
 
 
 def parse_document(name: str, data: bytes) -> Inputs:
@@ -264,7 +258,8 @@ def parse_snapshot_records(
             out.rejected.append(RejectedRecord(where, None, None, "record is not an object"))
             continue
         if keep is not None:
-            # Skip another shard's device before the (costlier) facts are built; a record
+            # Skip another shard's device before the (costlier) facts are built. The facts
+            # functions read the id the same way, so a record that passes here is kept; one
             # without a usable id is read, so that it is rejected with its reason.
             device_id = _DEVICE_ID_OF[section](record)
             if isinstance(device_id, str) and device_id.strip() and not keep(device_id):
@@ -272,13 +267,8 @@ def parse_snapshot_records(
         facts = readers[section](record, where)
         if isinstance(facts, RejectedRecord):
             out.rejected.append(facts)
-        elif keep is not None and not keep(facts.device_id):
-            continue
         elif section == "tvmInfoGathering":
-            stamp = str(record.get("Timestamp") or "")
-            seen = newest.get(facts.device_id)
-            if seen is None or stamp >= seen[0]:
-                newest[facts.device_id] = (stamp, facts)
+            _keep_newest(newest, record, facts)
         else:
             by_section[section].append(facts)
 
@@ -439,12 +429,19 @@ def parse_hunting_rows(name: str, rows: list[Any]) -> Inputs:
     out = Inputs()
     newest: dict[str, tuple[str, DeviceFacts]] = {}
     for row, facts in _each(name, rows, facts_from_hunting, out):
-        stamp = str(row.get("Timestamp") or "")
-        seen = newest.get(facts.device_id)
-        if seen is None or stamp >= seen[0]:
-            newest[facts.device_id] = (stamp, facts)
+        _keep_newest(newest, row, facts)
     out.devices.extend(facts for _, facts in newest.values())
     return out
+
+
+def _keep_newest(
+    newest: dict[str, tuple[str, DeviceFacts]], row: Mapping[str, Any], facts: DeviceFacts
+) -> None:
+    """Keep ``facts`` if its row is the device's newest so far (a later row wins a tie)."""
+    stamp = str(row.get("Timestamp") or "")
+    seen = newest.get(facts.device_id)
+    if seen is None or stamp >= seen[0]:
+        newest[facts.device_id] = (stamp, facts)
 
 
 def facts_from_hunting(row: Mapping[str, Any], where: str) -> DeviceFacts | RejectedRecord:
