@@ -522,7 +522,7 @@ def _fan_out(
             result,
             now,
             streamed_evaluation_document(
-                _with_verification_findings(coverages, checked),
+                with_extra_findings(coverages, extra),
                 rejected,
                 Summary(evaluator.matrix.version),
             ),

@@ -135,15 +135,16 @@ def post_evaluate(req: func.HttpRequest) -> func.HttpResponse:
     if message.get("all"):
         shards = _shards_for_everything(config, message["requestedBy"])
         if shards is not None:
-            for text in shards[1]:
+            cycle_id, texts = shards
+            for text in texts:
                 app_entry.parse_fanout_message(text)
-            sent = [_enqueue(queue, text) for text in shards[1]]
+            sent = [_enqueue(queue, text) for text in texts]
             return _json(
                 202,
                 {
                     "queued": True,
                     "messageIds": [m.id for m in sent],
-                    "cycleId": shards[0],
+                    "cycleId": cycle_id,
                     "shards": len(sent),
                     **message,
                 },
